@@ -1,0 +1,144 @@
+"""Typed configs: dataclasses filled from a YAML file and dotted `key=value` overrides.
+
+Every stage has a frozen dataclass config. `load_config` starts from its defaults, merges a YAML file
+(optional) and then command-line overrides such as `sim.image_size=96 tasks=[reach-v3,push-v3]`.
+OmegaConf does the merging and type checking; this module only turns its errors into messages that
+name the offending key or file, and writes the resolved config back out so every run can be re-run.
+
+Named configs live in the repository's configs/ folder; `--config demo/collect` finds
+`configs/demo/collect.yaml` there, and any other value is read as a path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vlm2vla.fileio import atomic_write_text
+
+T = TypeVar("T")
+
+# configs/ sits at the repository root, beside src/.
+CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be turned into the stage's config."""
+
+
+def named_configs() -> list[str]:
+    """Names of the YAML configs shipped in configs/, e.g. "demo/collect"."""
+    if not CONFIGS_DIR.is_dir():
+        return []
+    return sorted(str(p.relative_to(CONFIGS_DIR).with_suffix("")) for p in CONFIGS_DIR.rglob("*.yaml"))
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """Find a config by name under configs/ or as a path; raise ConfigError with close names if neither."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    named = CONFIGS_DIR / f"{name_or_path}.yaml"
+    if named.is_file():
+        return named
+    names = named_configs()
+    close = difflib.get_close_matches(str(name_or_path), names, n=3, cutoff=0.4)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise ConfigError(
+        f"No config file '{name_or_path}' (looked for it as a path and as {named}).{hint} "
+        f"Shipped configs: {', '.join(names) or 'none'}."
+    )
+
+
+def load_config(cls: type[T], config: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """Build `cls` from its defaults, an optional YAML file and dotted overrides, in that order.
+
+    Args:
+        cls: the stage's config dataclass.
+        config: a config name under configs/ or a path to a YAML file; None uses the defaults.
+        overrides: `key=value` strings; nested fields use dots (`sim.image_size=64`).
+
+    Returns:
+        An instance of `cls`; its __post_init__ checks have run.
+
+    Raises:
+        ConfigError: naming the file or the key that is wrong and what was expected.
+    """
+    merged = OmegaConf.structured(cls)
+    OmegaConf.set_readonly(merged, False)
+    if config is not None:
+        path = resolve_config_path(config)
+        merged = _merge(merged, _read_yaml(path), where=f"config file {path}")
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"Override '{item}' is not of the form key=value (e.g. sim.image_size=64).")
+        merged = _merge(merged, OmegaConf.from_dotlist([item]), where=f"override '{item}'")
+    try:
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"Invalid {cls.__name__}: {_first_line(err)}") from err
+
+
+def save_config(cfg: Any, path: Path) -> None:
+    """Write a resolved config as YAML that `load_config(type(cfg), path)` reads back to an equal config."""
+    atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, JSON-serialisable dict of a config dataclass (tuples become lists)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg))  # type: ignore[return-value]
+
+
+def describe_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(dotted name, type, default, help) for every leaf field of a config dataclass, for `--help`."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        name = prefix + f.name
+        default = _field_default(f)
+        if dataclasses.is_dataclass(default):
+            rows.extend(describe_fields(type(default), prefix=name + "."))
+            continue
+        type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        rows.append((name, str(type_name), repr(default), f.metadata.get("help", "")))
+    return rows
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return "<required>"
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"Config file {path}{line} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of field names, not {type(data).__name__}.")
+    return OmegaConf.create(data)
+
+
+def _merge(base: Any, update: Any, where: str) -> Any:
+    try:
+        return OmegaConf.merge(base, update)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"In {where}: {_first_line(err)}") from err
+
+
+def _first_line(err: Exception) -> str:
+    # OmegaConf appends full_key/reference_type lines; the first line already names the key and the fix.
+    lines = str(err).strip().splitlines()
+    key = next((ln.strip() for ln in lines if ln.strip().startswith("full_key:")), "")
+    return lines[0] + (f" ({key})" if key else "")
