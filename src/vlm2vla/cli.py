@@ -1,0 +1,135 @@
+"""The `vlm2vla` command: one subcommand per pipeline stage.
+
+    vlm2vla <stage> [--config NAME_OR_PATH] [--overwrite] [--print-config] [key=value ...]
+
+Each stage is a (config dataclass, function) pair imported only when that stage runs, so
+`vlm2vla --help` stays fast and a stage's heavy dependencies load only when needed. The CLI opens the
+run directory (config + manifest), calls the stage and records success or failure there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vlm2vla.config import ConfigError, describe_fields, load_config, named_configs
+
+log = logging.getLogger("vlm2vla")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where a stage's config class and entry function live ("module:attribute")."""
+
+    config: str
+    run: str
+    summary: str
+
+
+STAGES: dict[str, Stage] = {
+    "collect": Stage(
+        "vlm2vla.robot_data.collect:CollectConfig",
+        "vlm2vla.robot_data.collect:collect",
+        "Record scripted-expert demonstrations in simulation as a LeRobotDataset v3.0.",
+    ),
+    "eval": Stage(
+        "vlm2vla.evaluation.evaluate:EvalConfig",
+        "vlm2vla.evaluation.evaluate:evaluate",
+        "Closed-loop evaluation of a policy in simulation: success per task, group and instruction split.",
+    ),
+    "demo": Stage(
+        "vlm2vla.demo:DemoConfig",
+        "vlm2vla.demo:demo",
+        "Run the whole pipeline on the built-in default, small enough for a CPU.",
+    ),
+}
+
+
+def _import(target: str):
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _stage_help(name: str, stage: Stage) -> str:
+    rows = describe_fields(_import(stage.config))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{stage.summary}", "", "config fields (override with key=value):"]
+    for field_name, type_name, default, help_text in rows:
+        lines.append(f"  {field_name:<{width}}  {type_name} = {default}" + (f"\n  {'':<{width}}    {help_text}"
+                                                                        if help_text else ""))
+    lines += ["", f"shipped configs: {', '.join(named_configs()) or 'none'}"]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per stage."""
+    parser = argparse.ArgumentParser(prog="vlm2vla", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING)")
+    sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    for name, stage in STAGES.items():
+        p = sub.add_parser(name, help=stage.summary, description=stage.summary,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--config", help="a config name under configs/ (e.g. demo/collect) or a YAML path")
+        p.add_argument("--overwrite", action="store_true", help="delete the run directory and start afresh")
+        p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+        p.set_defaults(stage_name=name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `vlm2vla` console script; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 2 and argv[0] in STAGES and argv[1] in ("-h", "--help"):
+        # argparse cannot render the field table lazily, so stage help is printed here.
+        print(f"usage: vlm2vla {argv[0]} [--config NAME_OR_PATH] [--overwrite] [--print-config] [key=value ...]\n")
+        print(_stage_help(argv[0], STAGES[argv[0]]))
+        return 0
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    stage = STAGES[args.stage_name]
+    try:
+        cfg = load_config(_import(stage.config), args.config, args.overrides)
+    except ConfigError as err:
+        log.error("%s", err)
+        return 2
+    if args.print_config:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(OmegaConf.structured(cfg)), end="")
+        return 0
+    return run_stage(args.stage_name, cfg, overwrite=args.overwrite)
+
+
+def run_stage(name: str, cfg, overwrite: bool = False) -> int:
+    """Open the run directory for `cfg`, run the stage, record the outcome; returns an exit code."""
+    from vlm2vla.runs import Run
+
+    try:
+        run = Run.open(cfg.run_dir, name, cfg, overwrite=overwrite)
+    except ConfigError as err:
+        log.error("%s", err)
+        return 2
+    try:
+        _import(STAGES[name].run)(cfg, run)
+    except (Exception, KeyboardInterrupt) as err:
+        run.fail(err)
+        if isinstance(err, KeyboardInterrupt):
+            log.error("Interrupted; re-run the same command to resume from %s", run.dir)
+            return 130
+        if isinstance(err, ValueError | FileNotFoundError):
+            # Input errors carry a message that says what to fix; a traceback would bury it.
+            log.error("%s", err)
+            return 2
+        raise
+    log.info("%s finished; outputs in %s", name, run.dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Two reference policies that check the evaluation harness: the scripted expert and uniform noise.
+
+The expert reads privileged simulator state (`observation.environment_state`), so it bounds what a
+policy can reach from pixels; the random policy is the floor. A harness that scores them far apart
+works; one that does not is broken.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vlm2vla.evaluation.policy import Policy, PolicyConfig, register_policy
+
+ACTION_DIM = 4
+
+
+class ScriptedExpertPolicy(Policy):
+    """Meta-World's scripted expert for each environment's task, optionally with Gaussian action noise."""
+
+    chunk_size = 1
+
+    def __init__(self, noise_std: float = 0.0, seed: int = 0) -> None:
+        self.noise_std = noise_std
+        self.rng = np.random.default_rng(seed)
+        self._experts: dict[str, Any] = {}
+
+    def predict_chunk(self, batch: dict[str, Any]) -> np.ndarray:
+        if "observation.environment_state" not in batch:
+            raise ValueError(
+                "The scripted expert needs privileged state ('observation.environment_state'); "
+                "set sim.privileged_state=true."
+            )
+        states = batch["observation.environment_state"]
+        actions = np.stack([self._expert(task)(state) for task, state in zip(batch["task_name"], states,
+                                                                             strict=True)])
+        if self.noise_std > 0:
+            actions = actions + self.rng.normal(0.0, self.noise_std, size=actions.shape)
+        return np.clip(actions, -1.0, 1.0).astype(np.float32)[:, None, :]
+
+    def _expert(self, task: str) -> Any:
+        if task not in self._experts:
+            from vlm2vla.sim import ScriptedExpert
+
+            self._experts[task] = ScriptedExpert(task)
+        return self._experts[task]
+
+
+class RandomPolicy(Policy):
+    """Uniform random actions in [-1, 1]."""
+
+    def __init__(self, chunk_size: int = 1, seed: int = 0) -> None:
+        self.chunk_size = chunk_size
+        self.rng = np.random.default_rng(seed)
+
+    def predict_chunk(self, batch: dict[str, Any]) -> np.ndarray:
+        n = len(batch["task_name"])
+        return self.rng.uniform(-1.0, 1.0, size=(n, self.chunk_size, ACTION_DIM)).astype(np.float32)
+
+
+@register_policy("expert")
+def _build_expert(cfg: PolicyConfig, seed: int) -> Policy:
+    return ScriptedExpertPolicy(noise_std=cfg.noise_std, seed=seed)
+
+
+@register_policy("random")
+def _build_random(cfg: PolicyConfig, seed: int) -> Policy:
+    return RandomPolicy(chunk_size=cfg.chunk_size, seed=seed)
