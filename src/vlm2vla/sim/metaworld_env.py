@@ -100,9 +100,7 @@ class MetaWorldEnv(gymnasium.Env):
             "observation.state": spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32),
         }
         if cfg.privileged_state:
-            features["observation.environment_state"] = spaces.Box(
-                -np.inf, np.inf, (ENV_STATE_DIM,), np.float32
-            )
+            features["observation.environment_state"] = spaces.Box(-np.inf, np.inf, (ENV_STATE_DIM,), np.float32)
         self.observation_space = spaces.Dict(features)
         self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         self._elapsed: int | None = None  # steps since reset; None before the first reset
