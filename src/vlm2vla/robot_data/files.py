@@ -1,0 +1,192 @@
+"""Atomic file writes and checked reads for dataset files.
+
+Every write goes to a temporary file next to its target and is moved into place with
+os.replace, which is atomic on POSIX: a reader (or a process restarted after a crash) sees the
+old file or the new one, never a half-written one. Reads turn low-level errors into a
+DatasetFormatError that names the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vlm2vla.robot_data.format import DatasetFormatError
+
+TMP_SUFFIX = ".tmp"
+
+
+@contextmanager
+def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; move it onto `path` if the block succeeds.
+
+    Args:
+        path: final location.
+        fsync: flush the file to disk before the move (survives power loss, not just a kill).
+
+    Yields:
+        The temporary path to write to. It is removed if the block raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The suffix keeps the real extension so that libraries choosing a format by name still work.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{TMP_SUFFIX}{path.suffix}",
+                               dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if fsync:
+            with open(tmp_path, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextmanager
+def scratch_path(folder: str | Path, suffix: str) -> Iterator[Path]:
+    """Yield a fresh temporary file path in `folder`, deleted on exit unless moved away.
+
+    The name marks it as temporary, so remove_temp_files cleans it up after a crash.
+
+    Args:
+        folder: where to create it (same file system as its final place, for os.replace).
+        suffix: file extension, e.g. ".mp4".
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".scratch.", suffix=f"{TMP_SUFFIX}{suffix}", dir=folder)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_json_atomic(data: Any, path: str | Path, fsync: bool = False) -> None:
+    """Write JSON (indented like LeRobot's files) atomically.
+
+    Args:
+        data: JSON-able object.
+        path: target file.
+        fsync: see atomic_path.
+    """
+    with atomic_path(path, fsync) as tmp:
+        tmp.write_text(json.dumps(data, indent=4, ensure_ascii=False))
+
+
+def write_parquet_atomic(tables: list[pa.Table], path: str | Path, fsync: bool = False) -> None:
+    """Write tables as consecutive row groups of one parquet file, atomically.
+
+    One row group per table keeps each episode readable on its own (LeRobot does the same).
+
+    Args:
+        tables: tables with the same schema; the first one's schema (and metadata) is used.
+        path: target file.
+        fsync: see atomic_path.
+    """
+    with atomic_path(path, fsync) as tmp:
+        with pq.ParquetWriter(tmp, tables[0].schema, compression="snappy") as writer:
+            for table in tables:
+                writer.write_table(table)
+
+
+def write_with(path: str | Path, write: Callable[[Path], None], fsync: bool = False) -> None:
+    """Run `write(tmp_path)` and move the result onto `path` atomically.
+
+    Args:
+        path: target file.
+        write: function that writes the whole file at the given path.
+        fsync: see atomic_path.
+    """
+    with atomic_path(path, fsync) as tmp:
+        write(tmp)
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file.
+
+    Raises:
+        DatasetFormatError: the file is missing or not valid JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetFormatError(path, "file not found", "check the dataset root; is it a LeRobotDataset?")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetFormatError(path, f"not valid JSON ({err})", "restore or regenerate this file") from err
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSON-lines file (v2.1 metadata).
+
+    Raises:
+        DatasetFormatError: the file is missing or a line is not valid JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetFormatError(path, "file not found", "v2.1 datasets need this metadata file")
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise DatasetFormatError(path, f"line {lineno} is not valid JSON ({err})",
+                                     "fix or remove that line") from err
+    return rows
+
+
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """Read a parquet file.
+
+    Args:
+        path: file to read.
+        columns: optional subset of columns.
+
+    Returns:
+        The table.
+
+    Raises:
+        DatasetFormatError: the file is missing, truncated or corrupt, or lacks a column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetFormatError(path, "file not found", "check the dataset root and meta/info.json paths")
+    try:
+        table = pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as err:
+        raise DatasetFormatError(
+            path, f"unreadable parquet ({type(err).__name__}: {err})",
+            "the file is truncated or corrupt; restore it or re-collect the episodes it holds",
+        ) from err
+    return table
+
+
+def remove_temp_files(root: str | Path) -> int:
+    """Delete leftovers of interrupted atomic writes under `root`.
+
+    Args:
+        root: dataset root.
+
+    Returns:
+        How many files were removed.
+    """
+    removed = 0
+    for tmp in Path(root).rglob(f".*{TMP_SUFFIX}*"):
+        if tmp.is_file():
+            tmp.unlink()
+            removed += 1
+    return removed
