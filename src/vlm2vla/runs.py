@@ -135,7 +135,7 @@ def _check_resumable(run_dir: Path, manifest: dict, stage: str, new_config: dict
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:5])
         raise ConfigError(
             f"{run_dir} holds a {stage} run with a different config ({shown}). Resuming would mix two "
-            "experiments: use another run_dir, or pass overwrite=true to start this one afresh."
+            "experiments: use another run_dir, or pass --overwrite to start this one afresh."
         )
 
 

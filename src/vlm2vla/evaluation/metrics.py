@@ -58,8 +58,9 @@ def summarize(episodes: Sequence[EpisodeRecord]) -> SuccessSummary:
     k = sum(e.success for e in episodes)
     low, high = wilson_interval(k, n)
     mean_len = sum(e.length for e in episodes) / n if n else float("nan")
-    return SuccessSummary(n=n, successes=k, success_rate=k / n if n else float("nan"), ci_low=low,
-                          ci_high=high, mean_length=mean_len)
+    # Rounded: the interval's float noise (5e-17 for 0%) would otherwise clutter every CSV.
+    return SuccessSummary(n=n, successes=k, success_rate=round(k / n, 6) if n else float("nan"),
+                          ci_low=round(low, 6), ci_high=round(high, 6), mean_length=round(mean_len, 3))
 
 
 def group_by(episodes: Iterable[EpisodeRecord], key: Callable[[EpisodeRecord], str]) -> dict[str, SuccessSummary]:

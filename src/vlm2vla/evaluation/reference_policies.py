@@ -23,7 +23,7 @@ class ScriptedExpertPolicy(Policy):
 
     def __init__(self, noise_std: float = 0.0, seed: int = 0) -> None:
         self.noise_std = noise_std
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self._experts: dict[str, Any] = {}
 
     def predict_chunk(self, batch: dict[str, Any]) -> np.ndarray:
@@ -33,17 +33,17 @@ class ScriptedExpertPolicy(Policy):
                 "set sim.privileged_state=true."
             )
         states = batch["observation.environment_state"]
-        actions = np.stack([self._expert(task)(state) for task, state in zip(batch["task_name"], states,
-                                                                             strict=True)])
-        if self.noise_std > 0:
-            actions = actions + self.rng.normal(0.0, self.noise_std, size=actions.shape)
-        return np.clip(actions, -1.0, 1.0).astype(np.float32)[:, None, :]
+        tasks = batch["task_name"]
+        actions = np.stack([self._expert(task)(state) for task, state in zip(tasks, states, strict=True)])
+        return actions.astype(np.float32)[:, None, :]
 
     def _expert(self, task: str) -> Any:
         if task not in self._experts:
-            from vlm2vla.sim import ScriptedExpert
+            from vlm2vla.sim import ALL_TASKS, ScriptedExpert
 
-            self._experts[task] = ScriptedExpert(task)
+            # One noise stream per task, so a task's noise does not depend on which tasks run beside it.
+            seed = self.seed * 1000 + (ALL_TASKS.index(task) if task in ALL_TASKS else 999)
+            self._experts[task] = ScriptedExpert(task, noise_std=self.noise_std, seed=seed)
         return self._experts[task]
 
 

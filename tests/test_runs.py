@@ -1,0 +1,42 @@
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from vlm2vla.config import ConfigError
+from vlm2vla.runs import Run
+
+
+@dataclass(frozen=True)
+class Cfg:
+    run_dir: str = "x"
+    lr: float = 0.1
+
+
+def test_manifest_records_config_versions_and_metrics(tmp_path):
+    run = Run.open(tmp_path / "r", "collect", Cfg())
+    run.finish(metrics={"success_rate": 0.5}, outputs={"dataset": tmp_path / "r" / "dataset"})
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["stage"] == "collect" and manifest["status"] == "complete"
+    assert manifest["config"] == {"run_dir": "x", "lr": 0.1}
+    assert manifest["metrics"] == {"success_rate": 0.5}
+    assert "torch" in manifest["versions"] and "python" in manifest["versions"]
+    assert (tmp_path / "r" / "config.yaml").is_file()
+
+
+def test_resume_requires_same_config(tmp_path):
+    Run.open(tmp_path / "r", "eval", Cfg())
+    again = Run.open(tmp_path / "r", "eval", Cfg())
+    assert again.manifest["resumed"] == 1
+    with pytest.raises(ConfigError, match="lr: 0.1 -> 0.2"):
+        Run.open(tmp_path / "r", "eval", Cfg(lr=0.2))
+    with pytest.raises(ConfigError, match="holds a 'eval' run"):
+        Run.open(tmp_path / "r", "collect", Cfg())
+    fresh = Run.open(tmp_path / "r", "eval", Cfg(lr=0.2), overwrite=True)
+    assert "resumed" not in fresh.manifest
+
+
+def test_failure_is_recorded(tmp_path):
+    run = Run.open(tmp_path / "r", "eval", Cfg())
+    run.fail(KeyboardInterrupt())
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["status"] == "interrupted"
