@@ -121,7 +121,7 @@ def collect(cfg: CollectConfig, run: Run) -> dict:
     """Collect demonstrations into `run.dir / "dataset"`; returns the collection report."""
     dataset_root = run.dir / "dataset"
     attempts_path = run.dir / "attempts.jsonl"
-    writer = LeRobotDatasetWriter.open(dataset_root) if (dataset_root / "meta" / "info.json").is_file() else None
+    writer = LeRobotDatasetWriter.open(dataset_root, vcodec=cfg.video_codec) if (dataset_root / "meta" / "info.json").is_file() else None
     attempts = _finished_attempts(attempts_path, writer.num_episodes if writer else 0)
     jobs = list(attempt_jobs(cfg, {(a.task, a.attempt) for a in attempts}))
     if attempts:
@@ -209,7 +209,7 @@ def _create_writer(cfg: CollectConfig, root: Path, first: EpisodeResult) -> LeRo
             names = {"observation.state": STATE_NAMES, "action": ACTION_NAMES}.get(key)
             features[key] = {"dtype": "float32", "shape": list(value.shape[1:]), "names": names}
     return LeRobotDatasetWriter.create(root, fps=METAWORLD_FPS, features=features, robot_type=cfg.robot_type,
-                                       use_videos=cfg.use_videos, video_codec=cfg.video_codec)
+                                       use_videos=cfg.use_videos, vcodec=cfg.video_codec)
 
 
 def _log_report(report: dict) -> None:

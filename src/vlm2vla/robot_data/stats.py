@@ -67,8 +67,9 @@ def array_stats(values: np.ndarray) -> Stats:
     """
     x = values.astype(np.float64, copy=False)
     stats = {
-        "min": x.min(axis=0),
-        "max": x.max(axis=0),
+        # min/max keep the input dtype (ints stay ints), as LeRobot's episode stats do.
+        "min": values.min(axis=0),
+        "max": values.max(axis=0),
         "mean": x.mean(axis=0),
         "std": x.std(axis=0),
         "count": np.array([len(x)], dtype=np.int64),
@@ -91,9 +92,8 @@ def image_stats(frames: np.ndarray) -> Stats:
     sampled = _downsample(frames[sample_frame_indices(len(frames))])
     pixels = sampled.reshape(-1, sampled.shape[-1]).astype(np.float64) / 255.0  # [N*H*W, 3]
     stats = array_stats(pixels)
-    stats = {k: v.reshape(-1, 1, 1) for k, v in stats.items() if k != "count"}
-    stats["count"] = np.array([len(sampled)], dtype=np.int64)
-    return stats
+    count = np.array([len(sampled)], dtype=np.int64)
+    return {k: count if k == "count" else v.reshape(-1, 1, 1) for k, v in stats.items()}
 
 
 def episode_stats(frames: dict[str, np.ndarray], features: dict[str, dict]) -> dict[str, Stats]:
