@@ -10,6 +10,8 @@ Action: float32 [4] in [-1, 1] (hand xyz delta, gripper effort).
 Built through the registry: ``make_env("reach-v3", SimConfig())``. Facts taken from LeRobot's
 envs/metaworld.py: the goal is observable (MT1 setup), corner2 images come out rotated by 180
 degrees and are flipped on both axes, and corner2 is moved to (0.75, 0.075, 0.7).
+Episodes never run past ``max_episode_steps`` (Meta-World raises if stepped past its cap):
+the step that reaches it returns ``truncated=True`` and further steps need ``reset()``.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ ENV_STATE_DIM = 39
 ACTION_DIM = 4
 # LeRobot's corner2 camera position (as in https://arxiv.org/pdf/2206.14244).
 CORNER2_POS = (0.75, 0.075, 0.7)
-# Cameras whose rendered image is upside down and mirrored; LeRobot flips both axes.
-FLIPPED_CAMERAS = frozenset({"corner2"})
+# Cameras whose rendered image comes out rotated by 180 degrees (floor above the table).
+# LeRobot flips corner2 on both axes; corner, corner3 and corner4 show the same fault, checked
+# by eye. topview, behindGripper and gripperPOV are left as rendered.
+FLIPPED_CAMERAS = frozenset({"corner", "corner2", "corner3", "corner4"})
 
 
 def _camera_names(model: mujoco.MjModel) -> list[str]:
@@ -147,6 +151,10 @@ class MetaWorldEnv(gymnasium.Env):
         self._env.close()
 
     def _render_image(self) -> np.ndarray:
+        # gymnasium makes an env's GL context current only when it is created, so with several
+        # envs in one process (a task cache, tests) the others would draw into the wrong, blank
+        # context: make ours current before every frame (cheap next to rendering).
+        self._env.mujoco_renderer._get_viewer("rgb_array").make_context_current()
         image = self._env.render()
         if self.cfg.camera in FLIPPED_CAMERAS:
             image = np.flip(image, (0, 1))
