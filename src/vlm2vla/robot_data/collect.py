@@ -121,7 +121,9 @@ def collect(cfg: CollectConfig, run: Run) -> dict:
     """Collect demonstrations into `run.dir / "dataset"`; returns the collection report."""
     dataset_root = run.dir / "dataset"
     attempts_path = run.dir / "attempts.jsonl"
-    writer = LeRobotDatasetWriter.open(dataset_root, vcodec=cfg.video_codec) if (dataset_root / "meta" / "info.json").is_file() else None
+    writer = None
+    if (dataset_root / "meta" / "info.json").is_file():
+        writer = LeRobotDatasetWriter.open(dataset_root, vcodec=cfg.video_codec)
     attempts = _finished_attempts(attempts_path, writer.num_episodes if writer else 0)
     jobs = list(attempt_jobs(cfg, {(a.task, a.attempt) for a in attempts}))
     if attempts:
