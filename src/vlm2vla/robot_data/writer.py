@@ -41,13 +41,13 @@ import io
 import logging
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from PIL import Image
 
 from vlm2vla.robot_data import stats as stats_lib
@@ -424,29 +424,43 @@ class LeRobotDatasetWriter:
 
     # ------------------------------------------------------------------ recovery
     def _recover(self, episodes: list[dict]) -> None:
-        """Remove what an interrupted add_episode left behind and load the current files' state."""
+        """Remove what an interrupted add_episode left behind; load the current files' state.
+
+        On a cleanly closed dataset this only reads: nothing is rewritten.
+        """
         remove_temp_files(self.root)
-        n = len(episodes)
-        if self.tasks:
-            self._write_tasks(self.tasks)
-        else:
-            _unlink(self.root / TASKS_PATH)
-        if self._stats:
-            write_json_atomic(stats_lib.stats_to_json(self._stats), self.root / STATS_PATH, self.fsync)
-        else:
-            _unlink(self.root / STATS_PATH)
         last = episodes[-1] if episodes else None
+        dirty = self._recover_episode_rows(episodes, last)
+        self._recover_data(last)
+        for key in video_keys(self.features):
+            self._recover_video(key, last)
+        tasks_on_disk = _num_rows(self.root / TASKS_PATH)
+        if tasks_on_disk != len(self.tasks):
+            if self.tasks:
+                self._write_tasks(self.tasks)
+            else:
+                _unlink(self.root / TASKS_PATH)
+        if dirty:  # stats.json may already count the interrupted episode: rebuild it
+            if self._stats:
+                write_json_atomic(stats_lib.stats_to_json(self._stats), self.root / STATS_PATH, self.fsync)
+            else:
+                _unlink(self.root / STATS_PATH)
 
-        # meta/episodes: keep the committed rows of the last file, drop later files.
+    def _recover_episode_rows(self, episodes: list[dict], last: dict | None) -> bool:
+        """Keep the committed rows of the last meta/episodes file; return True if any were dropped."""
         keep = (last["meta/episodes/chunk_index"], last["meta/episodes/file_index"]) if last else None
-        _remove_files_after(self.root / "meta/episodes", keep)
+        dirty = _remove_files_after(self.root / "meta/episodes", keep)
         if last:
-            self._meta_rows = [r for r in episodes if (r["meta/episodes/chunk_index"],
-                                                       r["meta/episodes/file_index"]) == keep]
-            table = pa.Table.from_pylist(self._meta_rows)
-            write_parquet_atomic([table], self.root / chunk_file_path(EPISODES_PATH, *keep), self.fsync)
+            self._meta_rows = [r for r in episodes
+                               if (r["meta/episodes/chunk_index"], r["meta/episodes/file_index"]) == keep]
+            path = self.root / chunk_file_path(EPISODES_PATH, *keep)
+            if _num_rows(path) != len(self._meta_rows):
+                write_parquet_atomic([pa.Table.from_pylist(self._meta_rows)], path, self.fsync)
+                dirty = True
+        return dirty
 
-        # data: keep committed rows (index < total_frames) of the last file, drop later files.
+    def _recover_data(self, last: dict | None) -> None:
+        """Keep the committed rows (index < total_frames) of the last data file, drop later files."""
         keep = (last["data/chunk_index"], last["data/file_index"]) if last else None
         _remove_files_after(self.root / "data", keep)
         if last:
@@ -457,17 +471,17 @@ class LeRobotDatasetWriter:
             if len(committed) != len(table):
                 write_parquet_atomic(self._data_tables, path, self.fsync)
 
-        # videos: drop files after the last committed one; never append after an orphan tail.
-        for key in video_keys(self.features):
-            prefix = f"videos/{key}/"
-            keep = (last[f"{prefix}chunk_index"], last[f"{prefix}file_index"]) if last else None
-            _remove_files_after(self.root / "videos" / key, keep)
-            if last:
-                path = self.root / chunk_file_path(VIDEO_PATH, *keep, video_key=key)
-                tail = video_duration_s(path) - float(last[f"{prefix}to_timestamp"])
-                self._video_new_file[key] = tail > 0.5 / self.fps
-        if n == 0:
-            shutil.rmtree(self.root / "videos", ignore_errors=True)
+    def _recover_video(self, key: str, last: dict | None) -> None:
+        """Drop video files after the last committed one; never append after an uncommitted tail."""
+        prefix = f"videos/{key}/"
+        keep = (last[f"{prefix}chunk_index"], last[f"{prefix}file_index"]) if last else None
+        _remove_files_after(self.root / "videos" / key, keep)
+        if last:
+            path = self.root / chunk_file_path(VIDEO_PATH, *keep, video_key=key)
+            tail = video_duration_s(path) - float(last[f"{prefix}to_timestamp"])
+            # Frames of an interrupted episode after the committed ones are harmless to readers
+            # (they seek by timestamp) but would shift the next episode: start a new file instead.
+            self._video_new_file[key] = tail > 0.5 / self.fps
 
 
 def tasks_table(tasks: list[str]) -> pa.Table:
@@ -524,12 +538,20 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-def _remove_files_after(folder: Path, keep: tuple[int, int] | None) -> None:
-    """Delete chunk-XXX/file-YYY files that come after `keep` (all of them when keep is None)."""
+def _num_rows(path: Path) -> int:
+    """Rows in a parquet file (0 when it does not exist)."""
+    return pq.read_metadata(path).num_rows if path.exists() else 0
+
+
+def _remove_files_after(folder: Path, keep: tuple[int, int] | None) -> bool:
+    """Delete chunk-XXX/file-YYY files after `keep` (all when keep is None); True if any were."""
+    removed = False
     if not folder.exists():
-        return
+        return removed
     for path in folder.rglob("file-*"):
         match = _CHUNK_FILE_RE.search(path.as_posix())
         if match and (keep is None or (int(match[1]), int(match[2])) > tuple(keep)):
             logger.info("removing %s, left by an interrupted write", path)
             path.unlink()
+            removed = True
+    return removed
