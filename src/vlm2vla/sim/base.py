@@ -7,7 +7,10 @@ special cases). Adding a simulator = one module with ``make_<name>_env(task, cfg
 
     cfg = SimConfig(image_size=128)
     env = make_env("reach-v3", cfg)
-    vec = gymnasium.vector.AsyncVectorEnv([env_fn("reach-v3", cfg)] * 4, context="forkserver")
+    vec = gymnasium.vector.AsyncVectorEnv([env_fn("reach-v3", cfg)] * 4, context="spawn")
+
+Use context="spawn" (or "forkserver") for vector envs: a "fork"ed worker deadlocks when the
+parent process had already rendered (its OSMesa/GL state is copied half-initialised).
 """
 
 from __future__ import annotations

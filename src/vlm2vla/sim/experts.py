@@ -10,10 +10,17 @@ with ``SimConfig(privileged_state=True)``.
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import numpy as np
 
 from vlm2vla.sim.tasks import resolve_task
+
+# metaworld.policies warns whenever a proportional controller saturates; the env clips actions to
+# [-1, 1] by design (so do we), so the warning carries no information.
+warnings.filterwarnings(
+    "ignore", message=r"Constant\(s\) may be too high", category=UserWarning, module="metaworld.policies"
+)
 
 # Tasks whose policy class does not follow "Sawyer" + CamelCase(task) + "V3Policy".
 _POLICY_CLASS_EXCEPTIONS = {"peg-insert-side-v3": "SawyerPegInsertionSideV3Policy"}
