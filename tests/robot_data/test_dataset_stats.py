@@ -72,3 +72,15 @@ def test_image_samples_follow_lerobot_heuristic():
 def test_min_max_keep_dtype(dtype):
     stats = stats_lib.array_stats(np.arange(6, dtype=dtype).reshape(3, 2))
     assert stats["min"].dtype == np.dtype(dtype) and stats["mean"].dtype == np.float64
+
+
+def test_image_stats_equal_direct_computation():
+    frames = np.random.default_rng(3).integers(0, 256, size=(7, 9, 11, 3), dtype=np.uint8)
+    got = stats_lib.image_stats(frames)
+    pixels = frames.reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(got["mean"].ravel(), pixels.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(got["std"].ravel(), pixels.std(0), rtol=1e-12)
+    np.testing.assert_allclose(got["min"].ravel(), pixels.min(0))
+    for key, q in zip(stats_lib.QUANTILE_KEYS, stats_lib.QUANTILES, strict=True):
+        np.testing.assert_allclose(got[key].ravel(), np.quantile(pixels, q, axis=0), rtol=1e-12)
+    assert list(got) == list(stats_lib.STAT_KEYS)

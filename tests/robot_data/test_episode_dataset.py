@@ -54,3 +54,14 @@ def test_dataloader_batches(tmp_path, episodes):
                                                   generator=torch.Generator().manual_seed(0))))
     assert batch[CAM].shape == (8, 3, 32, 32) and batch["action"].shape == (8, 3, 3)
     assert batch["action_is_pad"].shape == (8, 3) and len(batch["task"]) == 8
+
+
+def test_dataset_pickles_after_use(tmp_path, episodes):
+    """DataLoader workers started with spawn receive a pickled dataset: open files must not travel."""
+    import pickle
+
+    write_dataset(tmp_path, episodes, "video")
+    ds = RobotEpisodeDataset(LeRobotDatasetReader.open(tmp_path), action_chunk=2)
+    first = ds[3]
+    clone = pickle.loads(pickle.dumps(ds))
+    np.testing.assert_array_equal(clone[3][CAM].numpy(), first[CAM].numpy())

@@ -359,10 +359,11 @@ class RobotEpisodeDataset(torch.utils.data.Dataset):
                                       "timestamp") or ft["dtype"] == "string":
                 continue
             item[key] = torch.as_tensor(cols[key][i])
-        steps = i + np.arange(self.action_chunk)
-        end = self._episode_end[i]
-        item["action"] = torch.as_tensor(cols["action"][np.minimum(steps, end - 1)])
-        item["action_is_pad"] = torch.as_tensor(steps >= end)
+        if "action" in cols:
+            steps = i + np.arange(self.action_chunk)
+            end = self._episode_end[i]
+            item["action"] = torch.as_tensor(cols["action"][np.minimum(steps, end - 1)])
+            item["action_is_pad"] = torch.as_tensor(steps >= end)
         task_index = int(cols["task_index"][i])
         item["task"] = self.reader.tasks[task_index]
         item["task_index"] = torch.tensor(task_index)
@@ -382,6 +383,12 @@ class _ImageColumnCache:
         self._groups: OrderedDict[tuple[int, int], pa.Table] = OrderedDict()
         self._offsets: dict[int, np.ndarray] = {}
         self._pid = os.getpid()
+
+    def __getstate__(self) -> dict:
+        return {"files": self.files, "max_groups": self.max_groups}  # cached tables stay behind
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["files"], state["max_groups"])
 
     def get(self, file_id: int, row: int, key: str) -> bytes:
         if self._pid != os.getpid():  # fresh state in DataLoader workers

@@ -223,6 +223,13 @@ class VideoDecoderCache:
             self._open.popitem(last=False)[1].close()
         return container
 
+    def __getstate__(self) -> dict:
+        # Open containers cannot be pickled (DataLoader workers with spawn): start empty there.
+        return {"max_open": self.max_open}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["max_open"])
+
     def close(self) -> None:
         """Close every open file."""
         for container in self._open.values():
