@@ -144,6 +144,9 @@ def test_sigkill_mid_write_keeps_committed_episodes(tmp_path, image_dtype, delay
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     committed = max([committed, *(int(x) for x in proc.stdout.read().split())])
+    # LeRobot loads every data/*/*.parquet: a temp file left by the kill must not look like one.
+    leftovers = [*root.glob("data/*/*.parquet"), *root.glob("meta/episodes/*/*.parquet")]
+    assert all(p.name.startswith("file-") for p in leftovers)
     reader = assert_consistent(root, strict=False)
     assert reader.num_episodes >= committed
     for e in range(reader.num_episodes):

@@ -71,3 +71,25 @@ def test_files_roll_over_at_size_limit(tmp_path, episodes):
     reader = LeRobotDatasetReader.open(tmp_path)
     assert reader.num_frames == 6 * sum(LENGTHS)
     np.testing.assert_array_equal(reader.load_episode(17)[CAM], many[17][CAM])
+
+
+@pytest.mark.parametrize("image_dtype", ["image", "video"])
+def test_files_roll_over_at_frame_cap(tmp_path, episodes, image_dtype):
+    from robot_data_helpers import make_features
+
+    from vlm2vla.robot_data.writer import LeRobotDatasetWriter
+
+    with LeRobotDatasetWriter.create(tmp_path, fps=10, features=make_features(image_dtype),
+                                     max_frames_per_file=30) as writer:
+        for i, ep in enumerate(episodes * 2):
+            writer.add_episode(ep, task=TASKS[i % 2])
+    reader = LeRobotDatasetReader.open(tmp_path)
+    # 10+17 fit in one file; 24 starts the next; 10 fits next to it? no (34 > 30): a new file; ...
+    assert [r["data/file_index"] for r in reader.episodes] == [0, 0, 1, 2, 2, 3]
+    if image_dtype == "video":
+        assert [r[f"videos/{CAM}/file_index"] for r in reader.episodes] == [0, 0, 1, 2, 2, 3]
+        assert reader.episodes[4][f"videos/{CAM}/from_timestamp"] == pytest.approx(1.0)
+    for e, ep in enumerate(episodes * 2):
+        got = reader.load_episode(e)
+        np.testing.assert_array_equal(got["action"], ep["action"])
+        assert np.abs(got[CAM].astype(int) - ep[CAM]).mean() < 4.0

@@ -37,9 +37,9 @@ def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The suffix keeps the real extension so that libraries choosing a format by name still work.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{TMP_SUFFIX}{path.suffix}",
-                               dir=path.parent)
+    # Hidden and ending in .tmp, never .parquet: LeRobot loads every data/*/*.parquet it finds,
+    # so a temp file left by a kill must not match that pattern.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -61,11 +61,11 @@ def scratch_path(folder: str | Path, suffix: str) -> Iterator[Path]:
 
     Args:
         folder: where to create it (same file system as its final place, for os.replace).
-        suffix: file extension, e.g. ".mp4".
+        suffix: the content's extension, e.g. ".mp4" (kept inside the name, not at its end).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".scratch.", suffix=f"{TMP_SUFFIX}{suffix}", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".scratch{suffix}.", suffix=TMP_SUFFIX, dir=folder)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -183,7 +184,39 @@ def check_cross_append(python: str, tmp: Path, image_dtype: str) -> list[str]:
     return problems
 
 
-CHECKS = (check_lerobot_reads_ours, check_we_read_lerobots, check_cross_append)
+KILL_SCRIPT = """
+import sys
+sys.path.insert(0, {helpers!r})
+from robot_data_helpers import make_episode, make_features
+from vlm2vla.robot_data.writer import LeRobotDatasetWriter
+writer = LeRobotDatasetWriter.create(sys.argv[1], fps=10, features=make_features(sys.argv[2]))
+for i in range(10_000):
+    writer.add_episode(make_episode(8 + i % 7, i), task="task %d" % (i % 3))
+    print(i + 1, flush=True)
+"""
+
+
+def check_lerobot_reads_after_kill(python: str, tmp: Path, image_dtype: str) -> list[str]:
+    """SIGKILL our writer mid-episode; LeRobot must load the dataset as left (no recovery run)."""
+    problems = []
+    for attempt, delay in enumerate((0.0, 0.005, 0.011, 0.017)):
+        root = tmp / f"killed-{image_dtype}-{attempt}"
+        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(helpers=str(HERE.parent)), str(root),
+                                 image_dtype], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        while int(proc.stdout.readline() or 0) < 3:
+            if proc.poll() is not None:
+                return [f"writer process died (exit {proc.returncode})"]
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        lerobot(python, "read", str(root), str(tmp / "dump.npz"), str(CHUNK))
+        ours = RobotEpisodeDataset(LeRobotDatasetReader.open(root), action_chunk=CHUNK)
+        problems += [f"kill after {delay}s: {p}" for p in _compare_items(ours, dict(np.load(tmp / "dump.npz")),
+                                                                          image_dtype)]
+    return problems
+
+
+CHECKS = (check_lerobot_reads_ours, check_we_read_lerobots, check_cross_append, check_lerobot_reads_after_kill)
 
 
 def run_all(python: str, tmp: Path) -> dict[str, list[str]]:
