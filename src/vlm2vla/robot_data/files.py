@@ -48,6 +48,12 @@ def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
             with open(tmp_path, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp_path, path)
+        if fsync:  # make the rename itself durable
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -256,26 +256,28 @@ class LeRobotDatasetWriter:
         row: dict[str, Any] = {"episode_index": episode_index, "tasks": [task], "length": length}
         row.update(self._write_data(columns, start, length))
         for key in video_keys(self.features):
-            row.update(self._write_video(key, columns[key], episode_index))
+            row.update(self._write_video(key, columns[key]))
         row.update(stats_lib.flatten_stats(ep_stats))
         self._write_episode_row(row)
 
-        tasks = self.tasks + [task] if is_new_task else self.tasks
-        if is_new_task:
+        self._commit(row, self.tasks + [task] if is_new_task else self.tasks, ep_stats)
+        return episode_index
+
+    def _commit(self, row: dict, tasks: list[str], ep_stats: dict) -> None:
+        """Write tasks and stats, then info.json: the episode exists once info.json is replaced."""
+        if len(tasks) != len(self.tasks):
             self._write_tasks(tasks)
         new_stats = stats_lib.aggregate_stats([self._stats, ep_stats]) if self._stats else ep_stats
         write_json_atomic(stats_lib.stats_to_json(new_stats), self.root / STATS_PATH, self.fsync)
-
         info = {**self.info, "features": dict(self.info["features"])}
-        info["total_episodes"] = episode_index + 1
-        info["total_frames"] = start + length
+        info["total_episodes"] = row["episode_index"] + 1
+        info["total_frames"] = row["dataset_to_index"]
         info["total_tasks"] = len(tasks)
-        info["splits"] = {"train": f"0:{episode_index + 1}"}
+        info["splits"] = {"train": f"0:{row['episode_index'] + 1}"}
         if any("info" not in self.features[k] for k in video_keys(self.features)):
             self._add_video_info(info, row)
         write_json_atomic(info, self.root / INFO_PATH, self.fsync)  # commit point
         self.info, self.tasks, self._stats, self._last = info, tasks, new_stats, row
-        return episode_index
 
     def close(self) -> None:
         """Release the dataset. Every returned add_episode is already on disk."""
@@ -381,7 +383,7 @@ class LeRobotDatasetWriter:
         return int(self._last["data/chunk_index"]), int(self._last["data/file_index"])
 
     # ------------------------------------------------------------------ videos
-    def _write_video(self, key: str, frames: np.ndarray, episode_index: int) -> dict[str, Any]:
+    def _write_video(self, key: str, frames: np.ndarray) -> dict[str, Any]:
         """Encode the episode and append it to the key's current mp4 (or start the next one)."""
         prefix = f"videos/{key}/"
         with scratch_path(self.root / "videos" / key, ".mp4") as ep_path:
