@@ -431,10 +431,11 @@ class LeRobotDatasetWriter:
                 self._meta_table = None
         row["meta/episodes/chunk_index"] = chunk
         row["meta/episodes/file_index"] = file
-        # Appending a one-row table is O(1); rebuilding from Python rows would grow with the file.
+        # Append one Arrow row instead of rebuilding from Python rows; combine the chunks, or
+        # the parquet writer pays per chunk and per column (~100 stats columns).
         new_row = pa.Table.from_pylist([row])
         table = new_row if self._meta_table is None else pa.concat_tables(
-            [self._meta_table, new_row], promote_options="permissive")
+            [self._meta_table, new_row], promote_options="permissive").combine_chunks()
         write_parquet_atomic([table], self.root / chunk_file_path(EPISODES_PATH, chunk, file), self.fsync)
         self._meta_table = table
 
