@@ -41,6 +41,21 @@ STAGES: dict[str, Stage] = {
         "vlm2vla.evaluation.evaluate:evaluate",
         "Closed-loop evaluation of a policy in simulation: success per task, group and instruction split.",
     ),
+    "pool": Stage(
+        "vlm2vla.vlm_data.pool:PoolConfig",
+        "vlm2vla.vlm_data.pool:build_pool",
+        "Merge VLM data sources (LLaVA format, or the generated embedded pool) into one pool manifest.",
+    ),
+    "pretrain": Stage(
+        "vlm2vla.training.next_token:PretrainConfig",
+        "vlm2vla.training.next_token:pretrain",
+        "Next-token training of a VLM on a pool (answer tokens only); builds the tiny default when asked.",
+    ),
+    "midtrain": Stage(
+        "vlm2vla.training.next_token:MidtrainConfig",
+        "vlm2vla.training.next_token:midtrain",
+        "Mid-train a VLM on a curated mixture before VLA fine-tuning (same trainer as pretrain).",
+    ),
     "demo": Stage(
         "vlm2vla.demo:DemoConfig",
         "vlm2vla.demo:demo",
