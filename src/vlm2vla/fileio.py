@@ -1,7 +1,8 @@
 """Atomic file writes: a reader, or a run killed mid-write, never sees half a file.
 
-Each write goes to a temporary file in the same folder, is flushed to disk, then renamed over the
-target; a rename within one filesystem is atomic on POSIX.
+Each write goes to a hidden temporary file in the target's folder and is renamed over the target;
+a rename within one filesystem is atomic on POSIX. Temporary names start with "." and end in
+".tmp", so no glob for real files (LeRobot loads every data/*/*.parquet) ever matches a leftover.
 """
 
 from __future__ import annotations
@@ -9,49 +10,65 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
+
+TMP_SUFFIX = ".tmp"
 
 
-def atomic_write_with(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call `write(f)` on a temporary file beside `path`, then rename it over `path`.
+@contextmanager
+def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it onto `path` if the block succeeds.
 
     Args:
-        path: the final file; its folder is created if missing.
-        write: fills the open binary file object.
+        path: final location; its folder is created if missing.
+        fsync: flush the file and the rename to disk (survives power loss, not just a kill).
+
+    Yields:
+        The temporary path to write to. It is removed if the block raises.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield tmp_path
+        if fsync:
+            with open(tmp_path, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+        if fsync:
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    finally:
+        tmp_path.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> None:
     """Write `data` to `path` atomically."""
-    atomic_write_with(path, lambda f: f.write(data))
+    with atomic_path(path, fsync) as tmp:
+        tmp.write_bytes(data)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str, fsync: bool = False) -> None:
     """Write UTF-8 `text` to `path` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), fsync)
 
 
-def atomic_write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
-    """Write `obj` as JSON to `path` atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+def atomic_write_json(path: str | Path, obj: Any, indent: int = 2, fsync: bool = False) -> None:
+    """Write `obj` as JSON to `path` atomically (numpy values and Paths are converted)."""
+    text = json.dumps(obj, indent=indent, ensure_ascii=False, default=_json_default)
+    atomic_write_text(path, text + "\n", fsync)
 
 
 def _json_default(obj: Any) -> Any:
-    # numpy scalars and arrays, Paths and tuples show up in metrics and manifests.
+    # numpy scalars and arrays and Paths show up in metrics and manifests.
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if isinstance(obj, Path):

@@ -1,9 +1,7 @@
-"""Atomic file writes and checked reads for dataset files.
+"""Atomic writes of dataset files (on vlm2vla.fileio.atomic_path) and checked reads.
 
-Every write goes to a temporary file next to its target and is moved into place with
-os.replace, which is atomic on POSIX: a reader (or a process restarted after a crash) sees the
-old file or the new one, never a half-written one. Reads turn low-level errors into a
-DatasetFormatError that names the file.
+A reader, or a process restarted after a crash, sees the old file or the new one, never a
+half-written one. Reads turn low-level errors into a DatasetFormatError that names the file.
 """
 
 from __future__ import annotations
@@ -19,44 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vlm2vla.fileio import TMP_SUFFIX, atomic_path
 from vlm2vla.robot_data.format import DatasetFormatError
-
-TMP_SUFFIX = ".tmp"
-
-
-@contextmanager
-def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; move it onto `path` if the block succeeds.
-
-    Args:
-        path: final location.
-        fsync: flush the file to disk before the move (survives power loss, not just a kill).
-
-    Yields:
-        The temporary path to write to. It is removed if the block raises.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Hidden and ending in .tmp, never .parquet: LeRobot loads every data/*/*.parquet it finds,
-    # so a temp file left by a kill must not match that pattern.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        if fsync:
-            with open(tmp_path, "rb") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-        if fsync:  # make the rename itself durable
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
 
 
 @contextmanager
@@ -77,18 +39,6 @@ def scratch_path(folder: str | Path, suffix: str) -> Iterator[Path]:
         yield Path(tmp)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def write_json_atomic(data: Any, path: str | Path, fsync: bool = False) -> None:
-    """Write JSON (indented like LeRobot's files) atomically.
-
-    Args:
-        data: JSON-able object.
-        path: target file.
-        fsync: see atomic_path.
-    """
-    with atomic_path(path, fsync) as tmp:
-        tmp.write_text(json.dumps(data, indent=4, ensure_ascii=False))
 
 
 def write_parquet_atomic(tables: list[pa.Table], path: str | Path, fsync: bool = False) -> None:

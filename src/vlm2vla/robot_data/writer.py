@@ -52,13 +52,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from vlm2vla.fileio import atomic_write_json
 from vlm2vla.robot_data import stats as stats_lib
 from vlm2vla.robot_data.files import (
     read_json,
     read_parquet,
     remove_temp_files,
     scratch_path,
-    write_json_atomic,
     write_parquet_atomic,
 )
 from vlm2vla.robot_data.format import (
@@ -169,7 +169,7 @@ class LeRobotDatasetWriter:
             "features": features,
         }
         root.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(info, root / INFO_PATH, fsync)
+        atomic_write_json(root / INFO_PATH, info, indent=4, fsync=fsync)
         return cls(root, info, [], [], vcodec=vcodec, fsync=fsync, max_frames_per_file=max_frames_per_file)
 
     @classmethod
@@ -268,7 +268,7 @@ class LeRobotDatasetWriter:
         if len(tasks) != len(self.tasks):
             self._write_tasks(tasks)
         new_stats = stats_lib.aggregate_stats([self._stats, ep_stats]) if self._stats else ep_stats
-        write_json_atomic(stats_lib.stats_to_json(new_stats), self.root / STATS_PATH, self.fsync)
+        atomic_write_json(self.root / STATS_PATH, stats_lib.stats_to_json(new_stats), indent=4, fsync=self.fsync)
         info = {**self.info, "features": dict(self.info["features"])}
         info["total_episodes"] = row["episode_index"] + 1
         info["total_frames"] = row["dataset_to_index"]
@@ -276,7 +276,7 @@ class LeRobotDatasetWriter:
         info["splits"] = {"train": f"0:{row['episode_index'] + 1}"}
         if any("info" not in self.features[k] for k in video_keys(self.features)):
             self._add_video_info(info, row)
-        write_json_atomic(info, self.root / INFO_PATH, self.fsync)  # commit point
+        atomic_write_json(self.root / INFO_PATH, info, indent=4, fsync=self.fsync)  # commit point
         self.info, self.tasks, self._stats, self._last = info, tasks, new_stats, row
 
     def close(self) -> None:
@@ -463,7 +463,8 @@ class LeRobotDatasetWriter:
                 _unlink(self.root / TASKS_PATH)
         if dirty:  # stats.json may already count the interrupted episode: rebuild it
             if self._stats:
-                write_json_atomic(stats_lib.stats_to_json(self._stats), self.root / STATS_PATH, self.fsync)
+                atomic_write_json(self.root / STATS_PATH, stats_lib.stats_to_json(self._stats), indent=4,
+                                  fsync=self.fsync)
             else:
                 _unlink(self.root / STATS_PATH)
 
