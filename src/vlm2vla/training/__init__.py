@@ -1,0 +1,10 @@
+"""VLM next-token training (pretrain, midtrain) with resumable, atomic checkpoints.
+
+    from vlm2vla.training.next_token import PretrainConfig, pretrain, MidtrainConfig, midtrain
+    from vlm2vla.training.session import train_next_token   # the shared trainer
+
+Modules: config (settings), samples (reading pools / mixtures), data (resumable sampler, collate),
+loss (answer-token loss), loop (one optimizer step on accelerate), checkpoint (atomic save/load),
+evaluate_vlm (held-out loss and accuracy), metrics (JSONL / TensorBoard / W&B), model_setup (loading,
+the tiny default, LoRA), session (one whole run), next_token (the two CLI stages).
+"""
