@@ -1,0 +1,86 @@
+"""The built-in default VLM: a tiny Idefics3 (SmolVLM architecture) for 128x128 simulator images.
+
+Why Idefics3: it is SmolVLM's architecture (the paper-scale recipes use SmolVLM-256M), its
+pixel-shuffle connector keeps image tokens few (16 per 128x128 image here), and its processor
+has a PIL path, so it runs on CPU installs without torchvision.
+
+Default size (vocab 4096): ~5.6M parameters: Llama text model 256 wide x 4 layers (tied
+embeddings), SigLIP-style vision encoder 128 wide x 4 layers on 16x16 patches, pixel shuffle x2.
+
+    from vlm2vla.backbones.tiny import build_tiny_vlm
+    folder = build_tiny_vlm("runs/tiny-vlm", texts=pool_texts)
+    backbone = VLMBackbone.from_pretrained(str(folder))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from vlm2vla.backbones.testing import idefics3_parts, save_random_model
+
+logger = logging.getLogger(__name__)
+
+TINY_TEXT_HIDDEN = 256
+TINY_TEXT_LAYERS = 4
+TINY_VISION_HIDDEN = 128
+TINY_VISION_LAYERS = 4
+TINY_PATCH = 16
+TINY_SCALE_FACTOR = 2
+
+
+def build_tiny_vlm(out_dir: str | Path, texts: Iterable[str], image_size: int = 128, vocab_size: int = 4096,
+                   seed: int = 0, *, overwrite: bool = False) -> Path:
+    """Train a tokenizer on ``texts``, build a random tiny Idefics3 and save it to ``out_dir`` atomically.
+
+    Args:
+        out_dir: final checkpoint folder (built in a hidden temp folder beside it, then renamed).
+        texts: tokenizer corpus (pool text and robot instructions).
+        image_size: simulator image side; a multiple of 32 (patch 16 x pixel shuffle 2).
+        vocab_size: BPE vocabulary size (including special and byte tokens).
+        seed: weight initialisation seed.
+        overwrite: replace an existing ``out_dir`` (otherwise FileExistsError).
+
+    Returns:
+        ``out_dir`` as a Path, loadable with ``VLMBackbone.from_pretrained``.
+
+    Raises:
+        ValueError: ``image_size`` is not a multiple of 32.
+        FileExistsError: ``out_dir`` exists and ``overwrite`` is False.
+    """
+    step = TINY_PATCH * TINY_SCALE_FACTOR
+    if image_size % step:
+        raise ValueError(f"image_size must be a multiple of {step} (patch {TINY_PATCH} x pixel shuffle "
+                         f"{TINY_SCALE_FACTOR}), got {image_size}")
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True to rebuild the tiny VLM there")
+    config, processor = idefics3_parts(
+        list(texts), image_size=image_size, vocab_size=vocab_size, text_hidden=TINY_TEXT_HIDDEN,
+        text_layers=TINY_TEXT_LAYERS, vision_hidden=TINY_VISION_HIDDEN, vision_layers=TINY_VISION_LAYERS,
+        patch_size=TINY_PATCH, scale_factor=TINY_SCALE_FACTOR)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        save_random_model(config, processor, tmp, seed=seed)
+        _replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("built tiny VLM in %s", out)
+    return out
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Rename folder ``src`` to ``dst``; an old ``dst`` is moved aside first and then deleted."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old.tmp")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
