@@ -4,8 +4,9 @@ Why Idefics3: it is SmolVLM's architecture (the paper-scale recipes use SmolVLM-
 pixel-shuffle connector keeps image tokens few (16 per 128x128 image here), and its processor
 has a PIL path, so it runs on CPU installs without torchvision.
 
-Default size (vocab 4096): ~5.6M parameters: Llama text model 256 wide x 4 layers (tied
-embeddings), SigLIP-style vision encoder 128 wide x 4 layers on 16x16 patches, pixel shuffle x2.
+Default size (vocab 4096): ~5.2M parameters (4.8M when the corpus only supports ~2.4k tokens):
+Llama text model 256 wide x 4 layers (tied embeddings), SigLIP-style vision encoder 128 wide x 4
+layers on 16x16 patches, pixel shuffle x2. Batch 8 forward: ~45 ms on 2 CPU cores.
 
     from vlm2vla.backbones.tiny import build_tiny_vlm
     folder = build_tiny_vlm("runs/tiny-vlm", texts=pool_texts)
