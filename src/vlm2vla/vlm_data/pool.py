@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -55,6 +56,9 @@ class PoolConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        # OmegaConf builds tuple elements as plain dicts (it types list elements only): make them specs.
+        specs = tuple(SourceSpec(**s) if isinstance(s, Mapping) else s for s in self.sources)
+        object.__setattr__(self, "sources", specs)
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
         if not 0.0 <= self.heldout_fraction < 1.0:
@@ -110,17 +114,21 @@ def _merge(cfg: PoolConfig, specs: list[tuple[SourceSpec, str]], file: BinaryIO,
            splits: Counter) -> None:
     writer = PoolWriter(file)
     seen: set[str] = set()
-    for spec, kind in specs:
-        report = SourceReport(name=spec.name, kind=kind)
-        reports.append(report)
-        for sample in validate_source(spec, report, seen, workers=cfg.num_workers, progress=cfg.progress):
-            sample = replace(sample, split=heldout_split(sample.id, cfg.heldout_fraction, cfg.seed))
-            splits[sample.split] += 1
-            writer.add(sample)
-        _check_bad_fraction(report, cfg.max_bad_fraction, spec)
-        log.info("Source %s (%s): kept %d of %d%s", spec.name, kind, report.kept, report.total,
-                 f", skipped {dict(report.skipped)}" if report.bad else "")
-    writer.close()
+    try:
+        for spec, kind in specs:
+            report = SourceReport(name=spec.name, kind=kind)
+            reports.append(report)
+            for sample in validate_source(spec, report, seen, workers=cfg.num_workers, progress=cfg.progress):
+                sample = replace(sample, split=heldout_split(sample.id, cfg.heldout_fraction, cfg.seed))
+                splits[sample.split] += 1
+                writer.add(sample)
+            _check_bad_fraction(report, cfg.max_bad_fraction, spec)
+            log.info("Source %s (%s): kept %d of %d%s", spec.name, kind, report.kept, report.total,
+                     f", skipped {dict(report.skipped)}" if report.bad else "")
+    finally:
+        # Closed on failure too (the temporary file is then discarded): an unclosed writer would
+        # try to write its footer later, into a closed file.
+        writer.close()
 
 
 def _check_bad_fraction(report: SourceReport, limit: float, spec: SourceSpec) -> None:
