@@ -1,53 +1,18 @@
-"""Fixtures for trainer tests: a small learnable colour-question dataset and a tiny Idefics3 model.
-
-The data ask "What colour is the square?" about a 32x32 image that is one flat colour, so a tiny
-model can learn them in a few dozen steps; a second source asks for the shape's size. Both a LLaVA
-JSONL file and a pool.parquet (with a held-out split) are written.
-"""
+"""Fixtures for the trainer tests: the colour-question data (JSONL and pool) and a tiny Idefics3."""
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from vlm2vla.vlm_data.pool_io import write_pool
-from vlm2vla.vlm_data.records import VLMSample
+sys.path.insert(0, str(Path(__file__).parent))
 
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
-SIZES = ("small", "big")
+from training_helpers import COLOURS, SIZES, make_records, write_jsonl  # noqa: E402
 
-
-def make_records(root: Path, n: int, seed: int = 0) -> list[dict]:
-    """LLaVA records with PNG images under root/images; two sources (colour, size)."""
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    records = []
-    for i in range(n):
-        colour = list(COLOURS)[rng.integers(len(COLOURS))]
-        size = SIZES[rng.integers(len(SIZES))]
-        img = np.full((32, 32, 3), 128, np.uint8)
-        half = 12 if size == "big" else 5
-        img[16 - half:16 + half, 16 - half:16 + half] = COLOURS[colour]
-        name = f"images/{i:04d}.png"
-        Image.fromarray(img).save(root / name)
-        if i % 2 == 0:
-            source, question, answer = "colour", "What colour is the square?", colour
-        else:
-            source, question, answer = "size", "Is the square big or small?", size
-        records.append({"id": str(i), "image": name, "source": source,
-                        "conversations": [{"from": "human", "value": f"<image>\n{question}"},
-                                          {"from": "gpt", "value": answer}]})
-    return records
-
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    """Write records as JSONL."""
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
+from vlm2vla.vlm_data.pool_io import write_pool  # noqa: E402
+from vlm2vla.vlm_data.records import VLMSample  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -58,22 +58,20 @@ def load_backbone(name_or_path: str, cfg: TrainConfig) -> Any:
     """Load a VLMBackbone from a local folder or hub id, with a plain message when that fails.
 
     Raises:
-        ValueError: the model cannot be loaded (not a folder, not in the local cache while offline,
-            not a supported architecture); the message says which and what to do.
+        ValueError: the model cannot be loaded (no such folder, a hub id not in the local cache while
+            offline, not an image-text-to-text model); the message says which and what to do.
     """
-    from vlm2vla.backbones import VLMBackbone
+    from vlm2vla.backbones import VLMBackbone, VLMLoadError
 
     dtype = getattr(torch, cfg.dtype) if cfg.dtype else None
     try:
         return VLMBackbone.from_pretrained(name_or_path, trust_remote_code=cfg.trust_remote_code, dtype=dtype)
+    except VLMLoadError as err:  # already says what was wrong and what to do
+        raise ValueError(f"Cannot load model {name_or_path!r}: {err}") from err
     except (OSError, ValueError, KeyError) as err:
-        if Path(name_or_path).exists():
-            raise ValueError(f"Cannot load model from folder {name_or_path}: {err}") from err
         raise ValueError(
-            f"Cannot load model '{name_or_path}': it is not a local folder and could not be loaded from the "
-            "Hugging Face hub or its local cache (offline, or no such repository). Download it first with "
-            f"`huggingface-cli download {name_or_path}` on a machine with internet and pass its folder, or "
-            f"use model=tiny. ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+            f"Cannot load model {name_or_path!r} ({type(err).__name__}: {err}). Pass a folder written by "
+            "save_pretrained, a hub id already in the local cache, or model=tiny."
         ) from err
 
 

@@ -1,0 +1,171 @@
+"""End-to-end trainer runs on a tiny Idefics3: learning, exact resume, LoRA, freezing, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from training_helpers import load_weights, run_training, train_config
+
+from vlm2vla.runs import Run
+from vlm2vla.training import session
+from vlm2vla.training.loop import StepStats, Trainer
+from vlm2vla.training.metrics import read_metrics
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, model_dir, data_dir):
+    """An uninterrupted 8-step run (checkpoints at 4 and 8) that resumed runs must reproduce."""
+    cfg = train_config(tmp_path_factory.mktemp("ref") / "run", model_dir, data_dir / "pool")
+    run_training(cfg)
+    return cfg
+
+
+def _losses(run_dir) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in read_metrics(run_dir / "metrics.jsonl")]
+
+
+def _assert_same_run(run_dir, reference_dir) -> None:
+    ours_losses, ref_losses = _losses(run_dir), _losses(reference_dir)
+    assert [s for s, _ in ours_losses] == [s for s, _ in ref_losses]
+    assert [v for _, v in ours_losses] == pytest.approx([v for _, v in ref_losses], rel=1e-6)
+    ours, ref = load_weights(run_dir / "model"), load_weights(reference_dir / "model")
+    assert ours.keys() == ref.keys()
+    for key in ref:
+        torch.testing.assert_close(ours[key], ref[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_loss_falls_and_outputs_are_written(tmp_path, model_dir, data_dir):
+    cfg = train_config(tmp_path / "run", model_dir, data_dir / "pool", max_steps=30, batch_size=8, log_interval=5,
+                       save_interval=0)
+    metrics = run_training(cfg)
+    losses = [loss for _, loss in _losses(tmp_path / "run")]
+    assert losses[-1] < 0.6 * losses[0]
+    evals = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert evals["before"]["step"] == 0 and evals["after"]["step"] == 30
+    assert evals["after"]["loss"] < evals["before"]["loss"]
+    assert set(evals["after"]["per_source"]) == {"colour", "size"}
+    assert metrics["heldout"]["loss_after"] == evals["after"]["loss"]
+    record = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]
+    assert {"step", "loss", "lr", "samples_per_s", "data_wait_frac"} <= set(record)
+    assert (tmp_path / "run" / "model" / "config.json").is_file()
+    from vlm2vla.backbones import VLMBackbone
+
+    VLMBackbone.from_pretrained(str(tmp_path / "run" / "model"))  # later stages load it like this
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+
+
+def test_stop_then_resume_matches_uninterrupted_run(tmp_path, reference, model_dir, data_dir):
+    cfg = train_config(tmp_path / "run", model_dir, data_dir / "pool")
+    assert run_training(cfg, stop_after=4) == {"step": 4, "stopped_early": True}
+    assert not (tmp_path / "run" / "model").exists()
+    run_training(cfg)
+    _assert_same_run(tmp_path / "run", Path(reference.run_dir))
+
+
+def test_exception_mid_run_resumes_from_last_checkpoint(tmp_path, reference, model_dir, data_dir, monkeypatch):
+    cfg = train_config(tmp_path / "run", model_dir, data_dir / "pool")
+    real_step = Trainer.train_step
+
+    def failing_step(self: Trainer, stats: StepStats) -> None:
+        if self.step == 6:
+            raise KeyboardInterrupt  # as if the job were killed after step 6 (checkpoint at 4)
+        real_step(self, stats)
+
+    monkeypatch.setattr(Trainer, "train_step", failing_step)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg)
+    assert max(s for s, _ in _losses(tmp_path / "run")) == 6  # logged past the checkpoint
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    run_training(cfg)
+    _assert_same_run(tmp_path / "run", Path(reference.run_dir))
+
+
+def test_crash_while_saving_keeps_previous_checkpoint_and_resumes(tmp_path, reference, model_dir, data_dir,
+                                                                  monkeypatch):
+    cfg = train_config(tmp_path / "run", model_dir, data_dir / "pool")
+    real_write = session.write_model_folder
+
+    def crash_at_step_8(parts, path, merge):
+        if parts.trainer.step == 8:
+            raise OSError("killed mid-save")
+        real_write(parts, path, merge)
+
+    monkeypatch.setattr(session, "write_model_folder", crash_at_step_8)
+    with pytest.raises(OSError):
+        run_training(cfg)
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == [".tmp-step-00000008", "step-00000004"]
+    monkeypatch.setattr(session, "write_model_folder", real_write)
+    run_training(cfg)
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-00000004", "step-00000008"]
+    _assert_same_run(tmp_path / "run", Path(reference.run_dir))
+
+
+def test_gradient_accumulation_matches_a_larger_batch(tmp_path, reference, model_dir, data_dir):
+    cfg = train_config(tmp_path / "run", model_dir, data_dir / "pool", batch_size=2, grad_accum=2)
+    run_training(cfg)
+    ours, ref = load_weights(tmp_path / "run" / "model"), load_weights(Path(reference.run_dir) / "model")
+    for key in ref:
+        torch.testing.assert_close(ours[key], ref[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def _changed_after_steps(cfg, steps: int = 2) -> tuple[set[str], set[str]]:
+    """(names of parameters that changed, names of trainable parameters) after a few steps."""
+    parts = session.build_parts(cfg, Run.open(cfg.run_dir, "pretrain", cfg))
+    before = {n: p.detach().clone() for n, p in parts.backbone.named_parameters()}
+    for _ in range(steps):
+        parts.trainer.train_step(StepStats())
+    changed = {n for n, p in parts.backbone.named_parameters() if not torch.equal(p, before[n])}
+    return changed, {n for n, p in parts.backbone.named_parameters() if p.requires_grad}
+
+
+def test_lora_trains_only_adapter_weights(tmp_path, model_dir, data_dir):
+    cfg = train_config(tmp_path / "run", model_dir, data_dir / "pool", **{"lora.enabled": True, "lora.r": 4})
+    changed, trainable = _changed_after_steps(cfg)
+    assert changed and changed == trainable
+    assert all("lora_" in n for n in changed)
+    assert all(".text_model." in n for n in changed)  # language model only, by default
+    assert {n.split(".")[-4] for n in changed} <= {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                   "up_proj", "down_proj"}
+
+
+def test_lora_run_saves_adapter_and_a_merged_loadable_model(tmp_path, model_dir, data_dir):
+    cfg = train_config(tmp_path / "run", model_dir, data_dir / "pool", max_steps=2, save_interval=0,
+                       **{"lora.enabled": True, "lora.r": 4, "eval.at_start": False})
+    run_training(cfg)
+    assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
+    merged = load_weights(tmp_path / "run" / "model")
+    assert not any("lora_" in k for k in merged)
+    from vlm2vla.backbones import VLMBackbone
+
+    VLMBackbone.from_pretrained(str(tmp_path / "run" / "model"))
+
+
+def test_frozen_groups_do_not_change(tmp_path, model_dir, data_dir):
+    cfg = train_config(tmp_path / "run", model_dir, data_dir / "pool", freeze=["vision", "connector"])
+    changed, trainable = _changed_after_steps(cfg)
+    assert not any(n.startswith(("model.model.vision_model", "model.model.connector")) for n in trainable)
+    assert changed == trainable and any(".text_model." in n for n in changed)
+
+
+def test_unloadable_model_id_fails_with_a_plain_message(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = train_config(tmp_path / "run", "no-such-owner/no-such-vlm", data_dir / "pool")
+    with pytest.raises(ValueError, match="no-such-owner/no-such-vlm.*not cached locally"):
+        run_training(cfg)
+
+
+def test_missing_or_empty_data_names_the_path(tmp_path, model_dir):
+    missing = tmp_path / "nowhere" / "pool.parquet"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        run_training(train_config(tmp_path / "a", model_dir, missing))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=str(empty)):
+        run_training(train_config(tmp_path / "b", model_dir, empty))
+    with pytest.raises(FileNotFoundError, match="No pool.parquet in"):
+        run_training(train_config(tmp_path / "c", model_dir, tmp_path))
