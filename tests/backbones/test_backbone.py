@@ -158,3 +158,11 @@ def test_missing_hub_id_fails_fast_and_plainly(monkeypatch):
     with pytest.raises(VLMLoadError, match="does not exist"):
         VLMBackbone.from_pretrained("./no/such/folder")
     assert time.monotonic() - start < 5
+
+
+def test_collator_is_picklable_and_equal_to_collate(backbone):
+    import pickle
+
+    collator = pickle.loads(pickle.dumps(backbone.collator()))
+    a, b = collator(_examples(), num_queries=2), backbone.collate(_examples(), num_queries=2)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -23,7 +23,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, PreTrainedMode
 from transformers.utils import ModelOutput
 
 from vlm2vla.backbones.chat import ChatExample
-from vlm2vla.backbones.encoding import IGNORE, collate_encoded, encode_example
+from vlm2vla.backbones.encoding import IGNORE, Collator
 from vlm2vla.backbones.families import FREEZE_GROUPS, Family, family_for, group_of
 from vlm2vla.backbones.loading import VLMLoadError, load_processor, resolve_checkpoint
 
@@ -129,24 +129,16 @@ class VLMBackbone(torch.nn.Module):
             included) [B, L], image tensors and family extras, and ``query_mask`` [B, L] bool with
             exactly K True per row (the last K positions) when K > 0.
         """
-        rows = [encode_example(ex, self.processor, self._family, self._render,
-                               add_generation_prompt=add_generation_prompt) for ex in examples]
-        return collate_encoded(rows, pad_id=self._pad_id(), family=self._family, num_queries=num_queries,
+        return self.collator()(examples, add_generation_prompt=add_generation_prompt, num_queries=num_queries,
                                max_length=max_length)
 
-    def _render(self, messages: list[dict], add_generation_prompt: bool) -> str:
-        """Chat-template text of ``messages`` (the checkpoint's template, else the family's)."""
-        template = getattr(self.processor, "chat_template", None) or self._family.chat_template
-        if template is None:
-            raise ValueError(f"{self.name_or_path} has no chat template and family {self.family!r} has no default; "
-                             "add one to the processor (processor.chat_template = ...)")
-        return self.processor.apply_chat_template(messages, chat_template=template, tokenize=False,
-                                                  add_generation_prompt=add_generation_prompt)
+    def collator(self) -> Collator:
+        """A picklable callable equal to ``collate`` (holds the processor, not the model), for DataLoaders."""
+        return Collator(self.processor, self._family, self.name_or_path)
 
     def _pad_id(self) -> int:
         """Padding id: the tokenizer's pad token, else its eos token."""
-        tok = self.processor.tokenizer
-        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return self.collator().pad_id
 
     # ----------------------------------------------------------------------------- forward
     def forward(self, batch: dict, query_embeds: torch.Tensor | None = None,

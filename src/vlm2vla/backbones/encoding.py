@@ -112,6 +112,46 @@ def _append(enc: Encoded, ids: list[int], extras: dict, *, trained: bool, token_
         values += extras.get(key, [0] * len(ids))
 
 
+@dataclass
+class Collator:
+    """Picklable batch builder (processor + family only), for DataLoader workers.
+
+    ``VLMBackbone.collator()`` returns one; calling it equals ``VLMBackbone.collate``.
+
+    Attributes:
+        processor: the checkpoint's processor.
+        family: the model's Family record.
+        name: checkpoint name, for error messages.
+    """
+
+    processor: ProcessorMixin
+    family: Family
+    name: str = ""
+
+    def __call__(self, examples: list[ChatExample], *, add_generation_prompt: bool = False, num_queries: int = 0,
+                 max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """See ``VLMBackbone.collate``."""
+        rows = [encode_example(ex, self.processor, self.family, self.render,
+                               add_generation_prompt=add_generation_prompt) for ex in examples]
+        return collate_encoded(rows, pad_id=self.pad_id, family=self.family, num_queries=num_queries,
+                               max_length=max_length)
+
+    def render(self, messages: list[dict], add_generation_prompt: bool) -> str:
+        """Chat-template text of ``messages`` (the checkpoint's template, else the family's)."""
+        template = getattr(self.processor, "chat_template", None) or self.family.chat_template
+        if template is None:
+            raise ValueError(f"{self.name} has no chat template and family {self.family.name!r} has no default; "
+                             "set processor.chat_template")
+        return self.processor.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
+
+    @property
+    def pad_id(self) -> int:
+        """Padding id: the tokenizer's pad token, else its eos token."""
+        tok = self.processor.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+
 def collate_encoded(rows: list[Encoded], *, pad_id: int, family: Family, num_queries: int = 0,
                     max_length: int | None = None) -> dict[str, torch.Tensor]:
     """Left-pad encoded examples into one batch, appending ``num_queries`` query slots per row.

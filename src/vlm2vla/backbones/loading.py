@@ -100,6 +100,9 @@ def load_processor(folder: Path, *, trust_remote_code: bool = False) -> Processo
         return _image_only_processor(folder, trust_remote_code)
 
 
+_IMAGE_ONLY: dict[str, type] = {}
+
+
 def image_only_class(cls: type[ProcessorMixin]) -> type[ProcessorMixin]:
     """A subclass of processor class ``cls`` that has no video processor attribute.
 
@@ -107,18 +110,32 @@ def image_only_class(cls: type[ProcessorMixin]) -> type[ProcessorMixin]:
         cls: e.g. Qwen2VLProcessor.
 
     Returns:
-        The subclass; it saves under ``cls``'s name so real transformers loads the folder.
+        The subclass (one per ``cls``). Its ``__name__`` is ``cls``'s, so save_pretrained records the
+        real class; its qualified name ``ImageOnly<cls>`` resolves through this module, so it pickles
+        (DataLoader workers, also spawned ones).
     """
+    key = f"ImageOnly{cls.__name__}"
+    if key not in _IMAGE_ONLY:
 
-    class ImageOnly(cls):  # type: ignore[valid-type, misc]
-        video_processor = None
+        class ImageOnly(cls):  # type: ignore[valid-type, misc]
+            video_processor = None
 
-        @classmethod
-        def get_attributes(klass) -> list[str]:
-            return [a for a in super().get_attributes() if "video" not in a]
+            @classmethod
+            def get_attributes(klass) -> list[str]:
+                return [a for a in super().get_attributes() if "video" not in a]
 
-    ImageOnly.__name__ = ImageOnly.__qualname__ = cls.__name__
-    return ImageOnly
+        ImageOnly.__name__, ImageOnly.__qualname__, ImageOnly.__module__ = cls.__name__, key, __name__
+        _IMAGE_ONLY[key] = ImageOnly
+    return _IMAGE_ONLY[key]
+
+
+def __getattr__(name: str) -> type:
+    """Resolve ``ImageOnly<ProcessorClass>`` (for unpickling in a fresh process)."""
+    if name.startswith("ImageOnly"):
+        import transformers
+
+        return image_only_class(getattr(transformers, name[len("ImageOnly"):]))
+    raise AttributeError(name)
 
 
 def _image_only_processor(folder: Path, trust_remote_code: bool) -> ProcessorMixin:
