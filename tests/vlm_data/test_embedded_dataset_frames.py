@@ -22,7 +22,7 @@ def _write_dataset(root) -> None:
     }
     rng = np.random.default_rng(0)
     with LeRobotDatasetWriter.create(root, fps=10, features=features, robot_type="toy") as writer:
-        for e in range(2):
+        for _ in range(2):
             n = 30
             state = rng.uniform(-1, 1, size=(n, 4)).astype(np.float32)
             state[:, 3] = np.where(np.arange(n) % 2 == 0, 1.0, 0.3)  # alternating open / closed

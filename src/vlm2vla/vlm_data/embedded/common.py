@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,30 +85,4 @@ def balanced_answers(n: int, answers: Sequence[Any], rng: np.random.Generator) -
     """`n` target answers cycling through `answers` (each appears n/len times, +-1), shuffled."""
     out = [answers[k % len(answers)] for k in range(n)]
     rng.shuffle(out)
-    return out
-
-
-def fill_balanced(n: int, rng: np.random.Generator, makers: Sequence[Callable[[np.random.Generator], Any]],
-                  max_tries: int = 1000) -> list[Any]:
-    """Call question makers round-robin until `n` of them returned a sample (None = no sample this try).
-
-    Args:
-        n: samples wanted.
-        rng: the source's generator.
-        makers: functions rng -> sample or None (a question type whose conditions were not met).
-        max_tries: give up on one slot after this many None in a row.
-
-    Returns:
-        The samples, in order.
-    """
-    out = []
-    for k in range(n):
-        maker = makers[k % len(makers)]
-        for _ in range(max_tries):
-            sample = maker(rng)
-            if sample is not None:
-                out.append(sample)
-                break
-        else:
-            raise RuntimeError(f"{getattr(maker, '__name__', maker)} found no sample in {max_tries} tries")
     return out

@@ -17,7 +17,6 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES = ("circle", "square", "triangle", "diamond")
 BACKGROUNDS = ((235, 235, 235), (250, 245, 225), (205, 215, 225), (70, 70, 75))
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five")
 
 
 @dataclass(frozen=True)
