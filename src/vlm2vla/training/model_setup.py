@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -39,19 +38,14 @@ def tiny_texts(samples: Iterable[Any]) -> list[str]:
 def build_tiny(folder: Path, texts: Callable[[], list[str]], image_size: int, seed: int) -> Path:
     """Build the random-init tiny VLM into `folder` unless it is already there (main process only).
 
-    Built under a temporary name and renamed, so an interrupted build is redone, never half-read.
+    build_tiny_vlm writes atomically, so an interrupted build leaves no folder and is simply redone.
     """
     if (folder / "config.json").is_file():
         return folder
     from vlm2vla.backbones.tiny import build_tiny_vlm
 
-    tmp = folder.with_name(f".tmp-{folder.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
     log.info("Building the tiny default VLM (image size %d) in %s", image_size, folder)
-    build_tiny_vlm(tmp, texts(), image_size=image_size, seed=seed)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    return folder
+    return build_tiny_vlm(folder, texts(), image_size=image_size, seed=seed)
 
 
 def load_backbone(name_or_path: str, cfg: TrainConfig) -> Any:
