@@ -78,19 +78,8 @@ class FrameBank:
 
 
 def camera_model(env) -> CameraModel:
-    """The CameraModel of a vlm2vla.sim Meta-World env (reads its MuJoCo camera after a reset)."""
-    import mujoco
-
-    from vlm2vla.sim.metaworld_env import FLIPPED_CAMERAS
-
-    # vlm2vla.sim has no public camera API; the wrapped Sawyer env holds the MuJoCo model and data.
-    sawyer = env.unwrapped._env
-    cam = mujoco.mj_name2id(sawyer.model, mujoco.mjtObj.mjOBJ_CAMERA, env.cfg.camera)
-    rotation = sawyer.data.cam_xmat[cam].reshape(3, 3)
-    return CameraModel(position=tuple(float(v) for v in sawyer.data.cam_xpos[cam]),
-                       rotation=tuple(tuple(float(v) for v in row) for row in rotation),
-                       fovy=float(sawyer.model.cam_fovy[cam]), size=int(env.cfg.image_size),
-                       flipped=env.cfg.camera in FLIPPED_CAMERAS)
+    """The CameraModel of a vlm2vla.sim Meta-World env (its camera as rendered after a reset)."""
+    return CameraModel(**env.unwrapped.camera_pose())
 
 
 def _rollout(env, task: str, seed: int, noise: float, rng: np.random.Generator) -> list[tuple]:
