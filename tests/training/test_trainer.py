@@ -169,3 +169,24 @@ def test_missing_or_empty_data_names_the_path(tmp_path, model_dir):
         run_training(train_config(tmp_path / "b", model_dir, empty))
     with pytest.raises(FileNotFoundError, match="No pool.parquet in"):
         run_training(train_config(tmp_path / "c", model_dir, tmp_path))
+
+
+def test_tiny_default_is_built_from_the_data_and_robot_instructions(tmp_path, data_dir):
+    cfg = train_config(tmp_path / "run", "tiny", data_dir / "pool", max_steps=1, save_interval=0, tiny_image_size=32,
+                       **{"eval.at_start": False})
+    run_training(cfg)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run" / "tiny_init")
+    vocab = tokenizer.get_vocab()
+    assert any("colour" in t for t in vocab) and any("drawer" in t for t in vocab)  # pool text, Meta-World
+    assert (tmp_path / "run" / "model" / "config.json").is_file()
+
+
+def test_cli_reports_bad_input_plainly(tmp_path, model_dir, caplog):
+    from vlm2vla.cli import main
+
+    missing = tmp_path / "no_pool"
+    code = main(["pretrain", f"run_dir={tmp_path / 'run'}", f"model={model_dir}", f"data={missing}"])
+    assert code == 2
+    assert str(missing) in caplog.text and "Traceback" not in caplog.text
