@@ -190,3 +190,11 @@ def test_cli_reports_bad_input_plainly(tmp_path, model_dir, caplog):
     code = main(["pretrain", f"run_dir={tmp_path / 'run'}", f"model={model_dir}", f"data={missing}"])
     assert code == 2
     assert str(missing) in caplog.text and "Traceback" not in caplog.text
+
+
+def test_rerunning_a_finished_run_changes_nothing(reference):
+    run_dir = Path(reference.run_dir)
+    before = {p: p.read_bytes() for p in (run_dir / "metrics.jsonl", run_dir / "eval.json",
+                                          run_dir / "model" / "model.safetensors")}
+    run_training(reference)
+    assert all(p.read_bytes() == data for p, data in before.items())

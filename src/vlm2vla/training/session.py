@@ -107,7 +107,8 @@ def build_parts(cfg: TrainConfig, run: Run) -> Parts:
     peft_model = add_lora(backbone.model, cfg.lora) if cfg.lora.enabled else None
     backbone.freeze(cfg.freeze)
     if cfg.gradient_checkpointing:
-        backbone.model.gradient_checkpointing_enable()
+        # Non-reentrant checkpointing works with DDP and with frozen inputs (LoRA, frozen embeddings).
+        backbone.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     from vlm2vla.backbones import ChatExample
     from vlm2vla.vlm_data.dataset import VLMChatDataset
 
