@@ -1,88 +1,126 @@
 """`vlm2vla demo`: the pipeline end to end on the built-in default, sized for a 2-core CPU.
 
-What exists so far runs in order, each stage in its own run directory under `run_dir`:
+The demo is a sequence of ordinary stages, each configured by its own nested config and run in its
+own directory under `run_dir` (so `vlm2vla demo pretrain.max_steps=100` works, and each stage can be
+re-run on its own with `--config runs/demo/<stage>/config.yaml`):
 
-    collect        scripted-expert demonstrations -> <run_dir>/collect/dataset (LeRobotDataset v3.0)
+    collect        scripted-expert demonstrations      -> collect/dataset (LeRobotDataset v3.0)
+    pool           the embedded VLM pool, whose robot sources use those demonstrations -> pool/pool.parquet
+    pretrain       the tiny VLM built and pretrained on the pool -> pretrain/model
     eval-expert    the scripted expert in closed loop (the ceiling a learned policy aims for)
     eval-random    uniform random actions (the floor)
 
-and a summary table goes to <run_dir>/summary.md. Later stages (pool, embed, gap, select, midtrain,
+A summary table goes to <run_dir>/summary.md. Later stages (embed, gap, select, midtrain,
 train-policy, report) join this sequence as they land. Re-running resumes every stage.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 from vlm2vla.evaluation.evaluate import EvalConfig, evaluate
-from vlm2vla.evaluation.policy import PolicyConfig
 from vlm2vla.fileio import atomic_write_text
 from vlm2vla.robot_data.collect import CollectConfig, collect
 from vlm2vla.runs import Run
-from vlm2vla.sim import SimConfig
+from vlm2vla.training.next_token import PretrainConfig, pretrain
+from vlm2vla.vlm_data.embedded.config import EmbeddedPoolConfig
+from vlm2vla.vlm_data.pool import PoolConfig, build_pool
 
 log = logging.getLogger(__name__)
+
+DEMO_TASKS = ("reach-v3", "button-press-v3", "drawer-close-v3")
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The built-in default run: small, fast, and complete."""
+    """The built-in default run: each stage's config, with run directories placed under run_dir."""
 
-    # parent folder of every stage's run directory
+    # parent folder of every stage's run directory (the stages' own run_dir fields are replaced)
     run_dir: str = "runs/demo"
-    # tasks used by every stage
-    tasks: tuple[str, ...] = ("reach-v3", "button-press-v3", "drawer-close-v3")
-    # expert attempts per task for the demonstration dataset
-    demos_per_task: int = 5
-    # evaluation episodes per task and instruction split
-    eval_episodes_per_task: int = 5
-    # instruction splits evaluated
-    eval_splits: tuple[str, ...] = ("canonical", "unseen")
-    # simulator settings shared by every stage
-    sim: SimConfig = field(default_factory=SimConfig)
-    # environments run side by side (worker processes)
-    num_envs: int = 2
-    # base seed of every stage
-    seed: int = 0
+    # demonstrations
+    collect: CollectConfig = field(default_factory=lambda: CollectConfig(tasks=DEMO_TASKS, episodes_per_task=5))
+    # the VLM pool (its robot sources read the collected demonstrations)
+    pool: PoolConfig = field(default_factory=lambda: PoolConfig(
+        embedded=EmbeddedPoolConfig(samples_per_source=400)))
+    # pretraining of the tiny VLM on the pool
+    pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(max_steps=300, batch_size=16))
+    # closed-loop evaluation; run once per reference policy
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(tasks=DEMO_TASKS, episodes_per_task=5,
+                                                                splits=("canonical", "unseen")))
+    # policies evaluated with the eval settings
+    eval_policies: tuple[str, ...] = ("expert", "random")
+
+
+def stage_configs(cfg: DemoConfig) -> dict[str, Any]:
+    """Each stage's config with its run directory under cfg.run_dir and its inputs wired to earlier outputs."""
+    root = cfg.run_dir
+    collect_cfg = replace(cfg.collect, run_dir=f"{root}/collect")
+    pool_cfg = replace(cfg.pool, run_dir=f"{root}/pool",
+                       embedded=replace(cfg.pool.embedded, robot_dataset=f"{collect_cfg.run_dir}/dataset"))
+    pretrain_cfg = replace(cfg.pretrain, run_dir=f"{root}/pretrain", data=pool_cfg.run_dir)
+    stages: dict[str, Any] = {"collect": collect_cfg, "pool": pool_cfg, "pretrain": pretrain_cfg}
+    for name in cfg.eval_policies:
+        stages[f"eval-{name}"] = replace(cfg.eval, run_dir=f"{root}/eval-{name}",
+                                         policy=replace(cfg.eval.policy, type=name))
+    return stages
 
 
 def demo(cfg: DemoConfig, run: Run) -> dict:
-    """Run collect, then evaluate the expert and a random policy; write a summary table."""
-    collect_cfg = CollectConfig(run_dir=f"{cfg.run_dir}/collect", tasks=cfg.tasks, episodes_per_task=cfg.demos_per_task,
-                                sim=cfg.sim, num_envs=cfg.num_envs, seed=10_000_000 + cfg.seed)
-    report = collect(collect_cfg, Run.open(collect_cfg.run_dir, "collect", collect_cfg))
-    base_eval = EvalConfig(tasks=cfg.tasks, episodes_per_task=cfg.eval_episodes_per_task, splits=cfg.eval_splits,
-                           sim=cfg.sim, num_envs=cfg.num_envs, seed=cfg.seed)
-    results = {}
-    for name in ("expert", "random"):
-        eval_cfg = replace(base_eval, run_dir=f"{cfg.run_dir}/eval-{name}", policy=PolicyConfig(type=name))
-        results[name] = evaluate(eval_cfg, Run.open(eval_cfg.run_dir, "eval", eval_cfg))
-    summary = _summary(report, results)
+    """Run every stage in order (each resumes if already done); write a summary table."""
+    stages = stage_configs(cfg)
+    functions = {"collect": (collect, "collect"), "pool": (build_pool, "pool"), "pretrain": (pretrain, "pretrain")}
+    results: dict[str, Any] = {}
+    for name, stage_cfg in stages.items():
+        fn, stage = functions.get(name, (evaluate, "eval"))
+        log.info("=== demo stage: %s -> %s", name, stage_cfg.run_dir)
+        results[name] = fn(stage_cfg, Run.open(stage_cfg.run_dir, stage, stage_cfg))
+    summary = _summary(results, _read_json(f"{stages['pretrain'].run_dir}/eval.json"))
     atomic_write_text(f"{cfg.run_dir}/summary.md", summary)
     log.info("\n%s", summary)
-    run.finish(metrics={f"success_rate/{n}": r["overall"]["success_rate"] for n, r in results.items()},
-               outputs={"summary": f"{cfg.run_dir}/summary.md", "dataset": f"{collect_cfg.run_dir}/dataset"})
+    evals = {k: v for k, v in results.items() if k.startswith("eval-")}
+    run.finish(metrics={f"success_rate/{n}": r["overall"]["success_rate"] for n, r in evals.items()},
+               outputs={"summary": f"{cfg.run_dir}/summary.md", **{n: c.run_dir for n, c in stages.items()}})
     return results
 
 
-def _summary(report: dict, results: dict[str, dict]) -> str:
-    lines = [
-        "# vlm2vla demo",
-        "",
-        f"Demonstrations: {report['episodes']} episodes, {report['frames']} frames "
-        f"(expert success while collecting: {report['expert_success_rate']:.0%}).",
-        "",
-        "| task / split | " + " | ".join(results) + " |",
-        "| --- | " + " | ".join("---" for _ in results) + " |",
-    ]
-    keys = next(iter(results.values()))["per_task_split"].keys()
-    for key in [*keys]:
-        cells = [_cell(r["per_task_split"][key]) for r in results.values()]
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    lines.append("| **overall** | " + " | ".join(_cell(r["overall"]) for r in results.values()) + " |")
+def _read_json(path: str) -> dict[str, Any]:
+    p = Path(path)
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def _summary(results: dict[str, Any], pretrain_eval: dict[str, Any]) -> str:
+    report = results["collect"]
+    lines = ["# vlm2vla demo", "",
+             f"Demonstrations: {report['episodes']} episodes, {report['frames']} frames "
+             f"(expert success while collecting: {report['expert_success_rate']:.0%}).", ""]
+    lines += _pretrain_lines(pretrain_eval)
+    evals = {k.removeprefix("eval-"): v for k, v in results.items() if k.startswith("eval-")}
+    lines += ["## Closed-loop success", "",
+              "| task / split | " + " | ".join(evals) + " |",
+              "| --- | " + " | ".join("---" for _ in evals) + " |"]
+    for key in next(iter(evals.values()))["per_task_split"]:
+        lines.append(f"| {key} | " + " | ".join(_cell(r["per_task_split"][key]) for r in evals.values()) + " |")
+    lines.append("| **overall** | " + " | ".join(_cell(r["overall"]) for r in evals.values()) + " |")
     lines += ["", "Success rate with its 95% Wilson interval; n episodes in brackets."]
     return "\n".join(lines) + "\n"
+
+
+def _pretrain_lines(evals: dict[str, Any]) -> list[str]:
+    """Held-out answer accuracy per source before and after pretraining (the trainer's eval.json)."""
+    before, after = evals.get("before", {}).get("per_source", {}), evals.get("after", {}).get("per_source", {})
+    if not after:
+        return []
+    lines = ["## Tiny VLM pretraining: held-out answer accuracy", "",
+             "| source | n | before | after | majority answer |", "| --- | --- | --- | --- | --- |"]
+    for source, row in after.items():
+        prev = before.get(source, {}).get("accuracy", float("nan"))
+        lines.append(f"| {source} | {row['n']} | {prev:.0%} | {row['accuracy']:.0%} | "
+                     f"{row['majority_accuracy']:.0%} |")
+    return [*lines, ""]
 
 
 def _cell(s: dict) -> str:
