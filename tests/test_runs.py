@@ -40,3 +40,14 @@ def test_failure_is_recorded(tmp_path):
     run = Run.open(tmp_path / "r", "eval", Cfg())
     run.fail(KeyboardInterrupt())
     assert json.loads((tmp_path / "r" / "manifest.json").read_text())["status"] == "interrupted"
+
+
+def test_only_the_main_process_writes(tmp_path, monkeypatch):
+    Run.open(tmp_path / "r", "eval", Cfg()).finish(metrics={"a": 1})
+    before = (tmp_path / "r" / "manifest.json").read_text()
+    monkeypatch.setenv("RANK", "1")
+    # another rank neither deletes (overwrite), nor checks the config, nor writes
+    run = Run.open(tmp_path / "r", "eval", Cfg(lr=0.5), overwrite=True)
+    run.update(metrics={"b": 2})
+    run.fail(RuntimeError("x"))
+    assert (tmp_path / "r" / "manifest.json").read_text() == before

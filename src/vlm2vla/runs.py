@@ -15,6 +15,7 @@ import datetime as dt
 import importlib.metadata
 import json
 import logging
+import os
 import platform
 import shutil
 import subprocess
@@ -41,6 +42,8 @@ class Run:
     dir: Path
     stage: str
     manifest: dict[str, Any] = field(default_factory=dict)
+    # False on every process but the main one of a distributed launch: only one process owns the files
+    writes: bool = True
 
     @classmethod
     def open(cls, run_dir: str | Path, stage: str, cfg: Any, overwrite: bool = False) -> Run:
@@ -50,6 +53,11 @@ class Run:
             ConfigError: the folder holds a run of another stage or with another config.
         """
         run_dir = Path(run_dir)
+        if process_rank() != 0:
+            # Under torchrun/accelerate every process runs the CLI; the main one alone checks, deletes
+            # (--overwrite) and writes, so they never race. The others wait for it when the stage
+            # forms its process group.
+            return cls(dir=run_dir, stage=stage, writes=False)
         manifest_path = run_dir / "manifest.json"
         if overwrite and run_dir.exists():
             shutil.rmtree(run_dir)
@@ -76,6 +84,8 @@ class Run:
 
     def update(self, inputs: dict | None = None, outputs: dict | None = None, metrics: dict | None = None) -> None:
         """Merge inputs/outputs (name -> path or description) and metrics into the manifest."""
+        if not self.writes:
+            return
         for key, extra in (("inputs", inputs), ("outputs", outputs), ("metrics", metrics)):
             if extra:
                 self.manifest[key].update({k: str(v) if isinstance(v, Path) else v for k, v in extra.items()})
@@ -84,17 +94,26 @@ class Run:
 
     def finish(self, metrics: dict | None = None, outputs: dict | None = None) -> None:
         """Record final metrics/outputs and mark the run complete."""
+        if not self.writes:
+            return
         self.manifest["status"] = "complete"
         self.update(metrics=metrics, outputs=outputs)
 
     def fail(self, error: BaseException) -> None:
         """Mark the run failed (or interrupted) with the error's text; the run can be resumed."""
+        if not self.writes:
+            return
         self.manifest["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
         self.manifest["error"] = f"{type(error).__name__}: {error}"
         self.update()
 
     def _write(self) -> None:
         atomic_write_json(self.dir / "manifest.json", self.manifest)
+
+
+def process_rank() -> int:
+    """This process's global rank under torchrun / accelerate launch (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def package_versions() -> dict[str, str]:
