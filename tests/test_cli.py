@@ -23,7 +23,8 @@ def test_unknown_key_is_reported_with_suggestion(caplog):
 
 def test_demo_config_is_shipped(capsys):
     assert main(["demo", "--config", "demo", "--print-config"]) == 0
-    assert "demos_per_task" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "eval_policies" in out and "episodes_per_task: 5" in out
 
 
 def test_unknown_stage_exits_with_usage():
