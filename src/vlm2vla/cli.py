@@ -46,6 +46,21 @@ STAGES: dict[str, Stage] = {
         "vlm2vla.vlm_data.pool:build_pool",
         "Merge VLM data sources (LLaVA format, or the generated embedded pool) into one pool manifest.",
     ),
+    "embed": Stage(
+        "vlm2vla.engine.embed:EmbedConfig",
+        "vlm2vla.engine.embed:embed",
+        "Frozen-VLM features of every pool sample and of robot frames + instructions (EmbodiedMidtrain).",
+    ),
+    "gap": Stage(
+        "vlm2vla.engine.gap:GapConfig",
+        "vlm2vla.engine.gap:gap",
+        "Distribution gap between each pool source and the robot data: MMD, Frechet, classifier AUC, 2-D map.",
+    ),
+    "select": Stage(
+        "vlm2vla.engine.select:SelectConfig",
+        "vlm2vla.engine.select:select",
+        "Score the pool by proximity to robot data (or a baseline strategy) and write the top-K mixture.",
+    ),
     "pretrain": Stage(
         "vlm2vla.training.next_token:PretrainConfig",
         "vlm2vla.training.next_token:pretrain",
