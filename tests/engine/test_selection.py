@@ -59,7 +59,7 @@ def test_robot_like_strategies_prefer_the_near_source(pool):
         if name in ("random", "delta_perplexity", "dsir_hashed"):
             continue
         picked = sources[sel.select_top_k(ids, sources, scores, 100)]
-        assert (picked == "near").sum() > (picked == "mid").sum() > (picked == "far").sum(), name
+        assert (picked == "near").sum() > (picked == "mid").sum() >= (picked == "far").sum(), name
 
 
 def test_quotas(pool):
