@@ -149,9 +149,10 @@ def embed(cfg: EmbedConfig, run: Run, stop_after: int | None = None) -> dict[str
              rows / max(elapsed, 1e-9))
     from accelerate.utils import gather_object
 
-    total_rows = sum(gather_object([rows]))
+    per_process = gather_object([(rows, elapsed)])  # samples/s of the whole run: all rows over the slowest process
     acc.wait_for_everyone()
-    metrics = _metrics(cfg, shards, features_dir, total_rows, elapsed, acc.num_processes)
+    metrics = _metrics(cfg, shards, features_dir, sum(r for r, _ in per_process), max(e for _, e in per_process),
+                       acc.num_processes)
     if acc.is_main_process:
         outputs = {"features": features_dir}
         if metrics["shards_done"] == metrics["shards"]:
