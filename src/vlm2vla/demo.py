@@ -7,11 +7,15 @@ re-run on its own with `--config runs/demo/<stage>/config.yaml`):
     collect        scripted-expert demonstrations      -> collect/dataset (LeRobotDataset v3.0)
     pool           the embedded VLM pool, whose robot sources use those demonstrations -> pool/pool.parquet
     pretrain       the tiny VLM built and pretrained on the pool -> pretrain/model
+    embed          frozen features of the pool and of robot frames + instructions -> embed/features
+    gap            per-source distance to the robot data (MMD, Frechet, AUC) and a 2-D map -> gap/
+    select         proximity-estimator scores and the top-K mixture -> select/mixture.jsonl
+    midtrain       the pretrained VLM mid-trained on that mixture -> midtrain/model
     eval-expert    the scripted expert in closed loop (the ceiling a learned policy aims for)
     eval-random    uniform random actions (the floor)
 
-A summary table goes to <run_dir>/summary.md. Later stages (embed, gap, select, midtrain,
-train-policy, report) join this sequence as they land. Re-running resumes every stage.
+A summary table goes to <run_dir>/summary.md. Later stages (train-policy, report) join this
+sequence as they land. Re-running resumes every stage.
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from vlm2vla.engine.embed import EmbedConfig, embed
+from vlm2vla.engine.gap import GapConfig, gap
+from vlm2vla.engine.select import SelectConfig, select
 from vlm2vla.evaluation.evaluate import EvalConfig, evaluate
 from vlm2vla.fileio import atomic_write_text
 from vlm2vla.robot_data.collect import CollectConfig, collect
 from vlm2vla.runs import Run
-from vlm2vla.training.next_token import PretrainConfig, pretrain
+from vlm2vla.training.next_token import MidtrainConfig, PretrainConfig, midtrain, pretrain
 from vlm2vla.vlm_data.embedded.config import EmbeddedPoolConfig
 from vlm2vla.vlm_data.pool import PoolConfig, build_pool
 
@@ -48,6 +55,14 @@ class DemoConfig:
         embedded=EmbeddedPoolConfig(samples_per_source=400)))
     # pretraining of the tiny VLM on the pool
     pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(max_steps=300, batch_size=16))
+    # frozen-VLM features of the pool and the robot frames (the pretrained tiny VLM)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    # distribution-gap analysis of those features
+    gap: GapConfig = field(default_factory=GapConfig)
+    # proximity scores and the curated mixture
+    select: SelectConfig = field(default_factory=SelectConfig)
+    # mid-training of the pretrained VLM on the mixture
+    midtrain: MidtrainConfig = field(default_factory=lambda: MidtrainConfig(max_steps=100, batch_size=16))
     # closed-loop evaluation; run once per reference policy
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(tasks=DEMO_TASKS, episodes_per_task=5,
                                                                 splits=("canonical", "unseen")))
@@ -62,7 +77,14 @@ def stage_configs(cfg: DemoConfig) -> dict[str, Any]:
     pool_cfg = replace(cfg.pool, run_dir=f"{root}/pool",
                        embedded=replace(cfg.pool.embedded, robot_dataset=f"{collect_cfg.run_dir}/dataset"))
     pretrain_cfg = replace(cfg.pretrain, run_dir=f"{root}/pretrain", data=pool_cfg.run_dir)
-    stages: dict[str, Any] = {"collect": collect_cfg, "pool": pool_cfg, "pretrain": pretrain_cfg}
+    embed_cfg = replace(cfg.embed, run_dir=f"{root}/embed", model=f"{pretrain_cfg.run_dir}/model",
+                        pool=pool_cfg.run_dir, robot_dataset=f"{collect_cfg.run_dir}/dataset")
+    gap_cfg = replace(cfg.gap, run_dir=f"{root}/gap", features=embed_cfg.run_dir)
+    select_cfg = replace(cfg.select, run_dir=f"{root}/select", features=embed_cfg.run_dir, pool=pool_cfg.run_dir)
+    midtrain_cfg = replace(cfg.midtrain, run_dir=f"{root}/midtrain", model=f"{pretrain_cfg.run_dir}/model",
+                           data=f"{select_cfg.run_dir}/mixture.jsonl")
+    stages: dict[str, Any] = {"collect": collect_cfg, "pool": pool_cfg, "pretrain": pretrain_cfg, "embed": embed_cfg,
+                              "gap": gap_cfg, "select": select_cfg, "midtrain": midtrain_cfg}
     for name in cfg.eval_policies:
         stages[f"eval-{name}"] = replace(cfg.eval, run_dir=f"{root}/eval-{name}",
                                          policy=replace(cfg.eval.policy, type=name))
@@ -72,13 +94,16 @@ def stage_configs(cfg: DemoConfig) -> dict[str, Any]:
 def demo(cfg: DemoConfig, run: Run) -> dict:
     """Run every stage in order (each resumes if already done); write a summary table."""
     stages = stage_configs(cfg)
-    functions = {"collect": (collect, "collect"), "pool": (build_pool, "pool"), "pretrain": (pretrain, "pretrain")}
+    functions = {"collect": (collect, "collect"), "pool": (build_pool, "pool"), "pretrain": (pretrain, "pretrain"),
+                 "embed": (embed, "embed"), "gap": (gap, "gap"), "select": (select, "select"),
+                 "midtrain": (midtrain, "midtrain")}
     results: dict[str, Any] = {}
     for name, stage_cfg in stages.items():
         fn, stage = functions.get(name, (evaluate, "eval"))
         log.info("=== demo stage: %s -> %s", name, stage_cfg.run_dir)
         results[name] = fn(stage_cfg, Run.open(stage_cfg.run_dir, stage, stage_cfg))
-    summary = _summary(results, _read_json(f"{stages['pretrain'].run_dir}/eval.json"))
+    summary = _summary(results, _read_json(f"{stages['pretrain'].run_dir}/eval.json"),
+                       _engine_lines(stages["gap"].run_dir, stages["select"].run_dir))
     atomic_write_text(f"{cfg.run_dir}/summary.md", summary)
     log.info("\n%s", summary)
     evals = {k: v for k, v in results.items() if k.startswith("eval-")}
@@ -92,12 +117,13 @@ def _read_json(path: str) -> dict[str, Any]:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
-def _summary(results: dict[str, Any], pretrain_eval: dict[str, Any]) -> str:
+def _summary(results: dict[str, Any], pretrain_eval: dict[str, Any], engine_lines: list[str]) -> str:
     report = results["collect"]
     lines = ["# vlm2vla demo", "",
              f"Demonstrations: {report['episodes']} episodes, {report['frames']} frames "
              f"(expert success while collecting: {report['expert_success_rate']:.0%}).", ""]
     lines += _pretrain_lines(pretrain_eval)
+    lines += engine_lines
     evals = {k.removeprefix("eval-"): v for k, v in results.items() if k.startswith("eval-")}
     lines += ["## Closed-loop success", "",
               "| task / split | " + " | ".join(evals) + " |",
@@ -120,6 +146,32 @@ def _pretrain_lines(evals: dict[str, Any]) -> list[str]:
         prev = before.get(source, {}).get("accuracy", float("nan"))
         lines.append(f"| {source} | {row['n']} | {prev:.0%} | {row['accuracy']:.0%} | "
                      f"{row['majority_accuracy']:.0%} |")
+    return [*lines, ""]
+
+
+def _engine_lines(gap_dir: str, select_dir: str) -> list[str]:
+    """Per-source gap to the robot data, proximity scores and the selected composition."""
+    gap_rows = {r["set"]: r for r in _read_json(f"{gap_dir}/gap.json").get("sets", [])}
+    report = _read_json(f"{select_dir}/report.json")
+    scores_path = Path(select_dir) / "scores.parquet"
+    if not gap_rows or not report or not scores_path.is_file():
+        return []
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(scores_path, columns=["source", "score"]).group_by("source").aggregate([("score", "mean")])
+    mean_score = dict(zip(table["source"].to_pylist(), table["score_mean"].to_pylist(), strict=True))
+    lines = ["## EmbodiedMidtrain data engine: distance to the robot data and selection", "",
+             f"Strategy {report['strategy']}: {sum(c['selected'] for c in report['composition'].values())} of "
+             f"{report['pool_size']} pool samples selected. Lower MMD^2 / Frechet and an AUC nearer 0.5 mean "
+             "closer to the robot data.", "",
+             "| source | MMD^2 | Frechet | AUC | mean proximity score | pool share | selected share |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    order = sorted(report["composition"], key=lambda src: -mean_score.get(src, 0.0))
+    for src in order:
+        g, c = gap_rows.get(src, {}), report["composition"][src]
+        lines.append(f"| {src} | {g.get('mmd2', float('nan')):.3f} | {g.get('frechet', float('nan')):.1f} | "
+                     f"{g.get('auc', float('nan')):.3f} | {mean_score.get(src, float('nan')):.3f} | "
+                     f"{c['pool_share']:.0%} | {c['selected_share']:.0%} |")
     return [*lines, ""]
 
 

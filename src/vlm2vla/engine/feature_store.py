@@ -49,8 +49,11 @@ INDEX_SCHEMA = pa.schema([
 ])
 
 
-class FeatureStoreError(RuntimeError):
-    """A features folder that is missing, inconsistent or written with another feature size."""
+class FeatureStoreError(ValueError):
+    """A features folder that is missing, inconsistent or written with another feature size.
+
+    A ValueError: it is bad input, so the CLI reports its message without a traceback.
+    """
 
 
 def write_shard(features_dir: str | Path, shard: str, ids: Sequence[str], sources: Sequence[str],
