@@ -95,3 +95,18 @@ def test_robot_frames_are_deterministic():
     assert a != sample_robot_frames([10, 3, 20], 4, 8)
     assert sample_robot_frames([10, 3, 20, 5], 4, 7)[:11] == a  # adding episodes keeps earlier draws
     assert len({f.id for f in sample_robot_frames([10, 3], 0, 0)}) == 13
+
+
+def test_prompt_tokens_make_a_conversation_look_like_its_prompt_alone(backbone):
+    # A pool sample pooled over "prompt" tokens equals its question asked on its own, rendered the way
+    # robot frames are (with the assistant header), so robot and pool features differ by content, not
+    # by the presence of an answer.
+    question = ChatExample(SHORT.images, SHORT.messages[:1])
+    for pooling in ("mean", "last"):
+        conversation, _ = extract_features(backbone, [SHORT, LONG], pooling=pooling, tokens="prompt")
+        alone, _ = extract_features(backbone, [question], pooling=pooling, tokens="prompt", robot=True)
+        np.testing.assert_allclose(conversation[0], alone[0], atol=1e-4)
+        with_answer, _ = extract_features(backbone, [SHORT], pooling=pooling, tokens="all")
+        assert np.abs(with_answer[0] - alone[0]).max() > 1e-3
+    with pytest.raises(ValueError, match="tokens must be one of"):
+        extract_features(backbone, [SHORT], tokens="answer")

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from vlm2vla.engine.feature_store import FEATURES_DIR, FeatureStore, completed_shards, write_meta, write_shard
 from vlm2vla.engine.features import (
     POOLINGS,
+    TOKENS,
     RobotFrame,
     batch_features,
     check_layer,
@@ -68,6 +69,9 @@ class EmbedConfig:
     layer: int = -1
     # how a sample's token states become one vector: mean (over all non-padding tokens) or last
     pooling: str = "mean"
+    # tokens pooled: "prompt" (image + question + assistant header, comparable with robot frames, which
+    # have no answer) or "all" (answers too); see vlm2vla.engine.features
+    tokens: str = "prompt"
     # samples per forward pass
     batch_size: int = 32
     # token limit per sample (longer text is cut from the end; image tokens are never cut)
@@ -90,6 +94,8 @@ class EmbedConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
+        if self.tokens not in TOKENS:
+            raise ValueError(f"tokens must be one of {TOKENS}, got {self.tokens!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.dtype not in DTYPES:
@@ -216,7 +222,8 @@ def _meta(cfg: EmbedConfig, backbone, layer: int) -> dict[str, Any]:
                                                                         {"type": "text", "text": "{text}"}]}], False)
     return {
         "model": cfg.model, "family": backbone.family, "layer": layer, "num_layers": backbone.num_layers,
-        "pooling": cfg.pooling, "dim": backbone.hidden_size, "dtype": "float16", "template": TEMPLATE,
+        "pooling": cfg.pooling, "tokens": cfg.tokens, "dim": backbone.hidden_size, "dtype": "float16",
+        "template": TEMPLATE,
         "robot_prompt": template, "max_length": cfg.max_length, "split": cfg.split,
         "frames_per_episode": cfg.frames_per_episode, "seed": cfg.seed,
         "chat_template_sha1": hashlib.sha1(template.encode()).hexdigest(),
@@ -236,7 +243,7 @@ def _embed_shards(cfg: EmbedConfig, backbone, layer: int, shards: list[Shard], f
     rows = written = 0
     for b in loader:
         if b["batch"] is not None:
-            feats, losses = batch_features(backbone, b["batch"], layer=layer, pooling=cfg.pooling,
+            feats, losses = batch_features(backbone, b["batch"], layer=layer, pooling=cfg.pooling, tokens=cfg.tokens,
                                            compute_loss=cfg.compute_loss and b["kind"] == "pool")
             parts.setdefault(b["shard"], []).append((b["ids"], b["sources"], feats, losses))
         bar.update(b["size"])
@@ -270,7 +277,7 @@ def _loader(cfg: EmbedConfig, backbone, shards: list[Shard]) -> torch.utils.data
         batches += [list(range(i, min(i + cfg.batch_size, len(items)))) for i in range(start, len(items),
                                                                                      cfg.batch_size)]
     dataset = _WorkItems(items, cfg.robot_dataset, cfg.camera)
-    collate = _Collate(backbone.collator(), cfg.max_length)
+    collate = _Collate(backbone.collator(), cfg.max_length, robot_generation_prompt=cfg.tokens == "prompt")
     return torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
                                        num_workers=cfg.num_workers)
 
@@ -319,6 +326,8 @@ class _Collate:
 
     collator: Any
     max_length: int
+    # render robot prompts with the assistant header, to match pool prompts pooled over "prompt" tokens
+    robot_generation_prompt: bool = True
 
     def __call__(self, items: list[tuple[str, str, dict | None]]) -> dict[str, Any]:
         from vlm2vla.backbones import ChatExample
@@ -327,7 +336,8 @@ class _Collate:
         batch = None
         if kept:
             examples = [ChatExample(images=it["images"], messages=it["messages"]) for it in kept]
-            batch = self.collator(examples, max_length=self.max_length)
+            header = self.robot_generation_prompt and items[0][1] == "robot"
+            batch = self.collator(examples, max_length=self.max_length, add_generation_prompt=header)
         return {"shard": items[0][0], "kind": items[0][1], "size": len(items), "batch": batch,
                 "ids": [it["id"] for it in kept], "sources": [it["source"] for it in kept]}
 
@@ -341,7 +351,8 @@ def _metrics(cfg: EmbedConfig, shards: list[Shard], features_dir: Path, rows: in
     expected_pool = sum(len(s.items) for s in shards if s.kind == "pool" and s.name in done)
     pool_rows, robot_rows = kinds.count("pool"), kinds.count("robot")
     return {
-        "model": cfg.model, "layer": store.meta["layer"], "pooling": cfg.pooling, "dim": store.dim,
+        "model": cfg.model, "layer": store.meta["layer"], "pooling": cfg.pooling, "tokens": cfg.tokens,
+        "dim": store.dim,
         "pool_samples": pool_rows, "robot_samples": robot_rows, "skipped_images": expected_pool - pool_rows,
         "shards": len(shards), "shards_done": len(done & {s.name for s in shards}),
         "embedded_this_run": rows, "seconds": round(elapsed, 2),

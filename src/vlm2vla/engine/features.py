@@ -10,10 +10,15 @@ EmbodiedMidtrain represents every sample by the frozen VLM's last hidden state. 
     feats, losses = extract_features(backbone, examples, layer=-1, pooling="mean", compute_loss=True)
     # feats: float32 [B, D]; losses: float32 [B] answer-token mean NLL (NaN without an answer)
 
-Which tokens count: "mean" averages every non-padding token of the row (attention_mask == 1): template
-tokens, image tokens, prompt text and, for pool samples, the answer and its end-of-turn token. "last"
-takes the row's final non-padding token (batches are left padded, so position -1): for a pool sample
-the answer's end-of-turn token, for a robot sample the end of the user turn. Padding never reaches a
+Which tokens count (`tokens`):
+- "prompt" (default): the tokens before the first answer token — template, image tokens, question and
+  the assistant header. Robot samples are rendered with the same assistant header (generation prompt)
+  and have no answer, so both kinds are pooled over the same kind of tokens; with "all", every pool
+  sample would carry answer tokens no robot sample has, and a classifier could tell the two kinds
+  apart by the template alone. Causal attention makes these features equal to embedding the prompt
+  on its own, while the same forward pass still yields the answer loss.
+- "all": every non-padding token, answers included.
+"mean" averages the counted tokens; "last" takes the last counted one. Padding never reaches a
 feature: pad positions are excluded from both poolings and masked out of attention.
 """
 
@@ -139,9 +144,18 @@ def check_layer(layer: int, num_layers: int) -> int:
     return layer % n
 
 
+TOKENS = ("prompt", "all")
+
+
+def prompt_mask(attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """[B, L] bool: real tokens before each row's first answer token (all real tokens when it has none)."""
+    answered = torch.cumsum((labels != IGNORE_INDEX).long(), dim=1) > 0
+    return attention_mask.bool() & ~answered.to(attention_mask.device)
+
+
 @torch.no_grad()
-def batch_features(backbone, batch: dict, *, layer: int = -1, pooling: str = "mean", compute_loss: bool = False
-                   ) -> tuple[np.ndarray, np.ndarray | None]:
+def batch_features(backbone, batch: dict, *, layer: int = -1, pooling: str = "mean", compute_loss: bool = False,
+                   tokens: str = "prompt") -> tuple[np.ndarray, np.ndarray | None]:
     """Features (and optionally answer NLL) of an already collated batch.
 
     Args:
@@ -150,31 +164,36 @@ def batch_features(backbone, batch: dict, *, layer: int = -1, pooling: str = "me
         layer: hidden-state index (0 = embeddings, -1 = last layer).
         pooling: "mean" or "last" (see the module docstring for which tokens count).
         compute_loss: also return the per-sample answer-token mean NLL.
+        tokens: "prompt" or "all" (see the module docstring).
 
     Returns:
         feats float32 [B, D]; losses float32 [B] (NaN without answer tokens) or None.
     """
+    if tokens not in TOKENS:
+        raise ValueError(f"tokens must be one of {TOKENS}, got {tokens!r}")
     index = check_layer(layer, backbone.num_layers)
     inputs = batch if compute_loss else {k: v for k, v in batch.items() if k != "labels"}
     out = backbone(inputs, output_hidden_states=True)
-    feats = pool_hidden(out.hidden_states[index], batch["attention_mask"], pooling)
+    mask = prompt_mask(batch["attention_mask"], batch["labels"]) if tokens == "prompt" else batch["attention_mask"]
+    feats = pool_hidden(out.hidden_states[index], mask, pooling)
     losses = answer_nll(out.logits, batch["labels"]).cpu().numpy() if compute_loss else None
     return feats.cpu().numpy().astype(np.float32), losses
 
 
 def extract_features(backbone, examples: list[ChatExample], *, layer: int = -1, pooling: str = "mean",
-                     max_length: int | None = None, compute_loss: bool = False
-                     ) -> tuple[np.ndarray, np.ndarray | None]:
+                     max_length: int | None = None, compute_loss: bool = False, tokens: str = "prompt",
+                     robot: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Collate `examples` with the backbone's chat template and return their pooled features.
 
     Args:
         backbone: a VLMBackbone (frozen; run under no_grad).
         examples: pool conversations or robot prompts (`robot_example`); batched together they are left padded.
-        layer, pooling, compute_loss: see `batch_features`.
+        layer, pooling, compute_loss, tokens: see `batch_features`.
         max_length: cut rows to this many tokens (never cuts image tokens).
+        robot: the examples are robot prompts (rendered with the assistant header when tokens="prompt").
 
     Returns:
         feats float32 [B, D]; losses float32 [B] or None.
     """
-    batch = backbone.collate(examples, max_length=max_length)
-    return batch_features(backbone, batch, layer=layer, pooling=pooling, compute_loss=compute_loss)
+    batch = backbone.collate(examples, max_length=max_length, add_generation_prompt=robot and tokens == "prompt")
+    return batch_features(backbone, batch, layer=layer, pooling=pooling, compute_loss=compute_loss, tokens=tokens)
