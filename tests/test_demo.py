@@ -20,7 +20,7 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
         assert manifest["status"] == "complete", stage
     assert (root / "pretrain" / "model" / "config.json").is_file()
     summary = (root / "summary.md").read_text()
-    assert "held-out answer accuracy" in summary and "| **overall** |" in summary
+    assert "held-out answer accuracy per source" in summary and "| **overall** |" in summary
     assert "distance to the robot data and selection" in summary
     assert (root / "select" / "mixture.jsonl").stat().st_size > 0
     expert = json.loads((root / "eval-expert" / "results.json").read_text())

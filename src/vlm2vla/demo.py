@@ -81,8 +81,10 @@ def stage_configs(cfg: DemoConfig) -> dict[str, Any]:
                         pool=pool_cfg.run_dir, robot_dataset=f"{collect_cfg.run_dir}/dataset")
     gap_cfg = replace(cfg.gap, run_dir=f"{root}/gap", features=embed_cfg.run_dir)
     select_cfg = replace(cfg.select, run_dir=f"{root}/select", features=embed_cfg.run_dir, pool=pool_cfg.run_dir)
+    # The mixture has no held-out split: mid-training is scored on the pool's, like pretraining.
     midtrain_cfg = replace(cfg.midtrain, run_dir=f"{root}/midtrain", model=f"{pretrain_cfg.run_dir}/model",
-                           data=f"{select_cfg.run_dir}/mixture.jsonl")
+                           data=f"{select_cfg.run_dir}/mixture.jsonl",
+                           eval=replace(cfg.midtrain.eval, data=cfg.midtrain.eval.data or pool_cfg.run_dir))
     stages: dict[str, Any] = {"collect": collect_cfg, "pool": pool_cfg, "pretrain": pretrain_cfg, "embed": embed_cfg,
                               "gap": gap_cfg, "select": select_cfg, "midtrain": midtrain_cfg}
     for name in cfg.eval_policies:
@@ -103,6 +105,7 @@ def demo(cfg: DemoConfig, run: Run) -> dict:
         log.info("=== demo stage: %s -> %s", name, stage_cfg.run_dir)
         results[name] = fn(stage_cfg, Run.open(stage_cfg.run_dir, stage, stage_cfg))
     summary = _summary(results, _read_json(f"{stages['pretrain'].run_dir}/eval.json"),
+                       _read_json(f"{stages['midtrain'].run_dir}/eval.json"),
                        _engine_lines(stages["gap"].run_dir, stages["select"].run_dir))
     atomic_write_text(f"{cfg.run_dir}/summary.md", summary)
     log.info("\n%s", summary)
@@ -117,12 +120,13 @@ def _read_json(path: str) -> dict[str, Any]:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
-def _summary(results: dict[str, Any], pretrain_eval: dict[str, Any], engine_lines: list[str]) -> str:
+def _summary(results: dict[str, Any], pretrain_eval: dict[str, Any], midtrain_eval: dict[str, Any],
+             engine_lines: list[str]) -> str:
     report = results["collect"]
     lines = ["# vlm2vla demo", "",
              f"Demonstrations: {report['episodes']} episodes, {report['frames']} frames "
              f"(expert success while collecting: {report['expert_success_rate']:.0%}).", ""]
-    lines += _pretrain_lines(pretrain_eval)
+    lines += _accuracy_lines(pretrain_eval, midtrain_eval)
     lines += engine_lines
     evals = {k.removeprefix("eval-"): v for k, v in results.items() if k.startswith("eval-")}
     lines += ["## Closed-loop success", "",
@@ -135,16 +139,21 @@ def _summary(results: dict[str, Any], pretrain_eval: dict[str, Any], engine_line
     return "\n".join(lines) + "\n"
 
 
-def _pretrain_lines(evals: dict[str, Any]) -> list[str]:
-    """Held-out answer accuracy per source before and after pretraining (the trainer's eval.json)."""
-    before, after = evals.get("before", {}).get("per_source", {}), evals.get("after", {}).get("per_source", {})
+def _accuracy_lines(pretrain: dict[str, Any], midtrain: dict[str, Any]) -> list[str]:
+    """Held-out answer accuracy per source: untrained, pretrained, mid-trained (the trainers' eval.json)."""
+    def per_source(evals: dict[str, Any], when: str) -> dict[str, Any]:
+        return evals.get(when, {}).get("per_source", {})
+
+    before, after, mid = per_source(pretrain, "before"), per_source(pretrain, "after"), per_source(midtrain, "after")
     if not after:
         return []
-    lines = ["## Tiny VLM pretraining: held-out answer accuracy", "",
-             "| source | n | before | after | majority answer |", "| --- | --- | --- | --- | --- |"]
+    lines = ["## Tiny VLM: held-out answer accuracy per source", "",
+             "| source | n | untrained | pretrained | mid-trained on the selection | majority answer |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    nan = float("nan")
     for source, row in after.items():
-        prev = before.get(source, {}).get("accuracy", float("nan"))
-        lines.append(f"| {source} | {row['n']} | {prev:.0%} | {row['accuracy']:.0%} | "
+        lines.append(f"| {source} | {row['n']} | {before.get(source, {}).get('accuracy', nan):.0%} | "
+                     f"{row['accuracy']:.0%} | {mid.get(source, {}).get('accuracy', nan):.0%} | "
                      f"{row['majority_accuracy']:.0%} |")
     return [*lines, ""]
 
