@@ -68,7 +68,7 @@ def test_same_seed_same_records_and_image_bytes(pool_dir, tmp_path):
 def test_answers_are_short_and_not_one_majority_answer(pool_dir):
     for source in ALL_SOURCES:
         answers = [r["conversations"][-1]["value"] for r in _records(pool_dir / "embedded", source)]
-        limit = 12 if source == "captions" else 2  # a caption names up to 3 shapes; "(x, y)" is two words
+        limit = 8 if source == "captions" else 2  # a caption names up to 2 shapes; "(x, y)" is two words
         assert all(0 < len(a.split()) <= limit for a in answers), source
         top = Counter(answers).most_common(1)[0][1]
         assert top / len(answers) <= 0.5, (source, Counter(answers).most_common(3))

@@ -30,13 +30,15 @@ class Shape:
     r: float
 
 
-def random_scene(rng: np.random.Generator, size: int, objects: list[tuple[str, str]]) -> list[Shape]:
+def random_scene(rng: np.random.Generator, size: int, objects: list[tuple[str, str]],
+                 radius: tuple[float, float] = (0.07, 0.11)) -> list[Shape]:
     """Place the given (shape, colour) objects at random, without overlaps.
 
     Args:
         rng: random generator.
         size: image side in pixels.
         objects: (shape kind, colour name) pairs.
+        radius: range of an object's half-size, as a fraction of the image side.
 
     Returns:
         The placed shapes (fewer only if the image is too crowded, which the sizes here avoid).
@@ -44,7 +46,7 @@ def random_scene(rng: np.random.Generator, size: int, objects: list[tuple[str, s
     placed: list[Shape] = []
     for kind, colour in objects:
         for _ in range(200):
-            r = float(rng.uniform(0.07, 0.11) * size)
+            r = float(rng.uniform(*radius) * size)
             x, y = (float(v) for v in rng.uniform(r + 2, size - r - 2, size=2))
             if all((x - s.x) ** 2 + (y - s.y) ** 2 > (r + s.r + 3) ** 2 for s in placed):
                 placed.append(Shape(kind, colour, x, y, r))
