@@ -50,7 +50,7 @@ def test_save_load_roundtrip(tmp_path):
 
 def test_bad_inputs():
     robot, pool = _data()
-    with pytest.raises(ValueError, match="32-dim but pool features are 16-dim"):
+    with pytest.raises(ValueError, match="pool features are 16-dim but robot features are 32-dim"):
         fit_estimator(robot, pool[:, :16], EstimatorConfig())
     with pytest.raises(ValueError, match="batch_size"):
         EstimatorConfig(batch_size=3)

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from vlm2vla.engine.selection import check_features
 from vlm2vla.fileio import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -189,11 +190,7 @@ def _train(net, opt, R, P, val, cfg: EstimatorConfig, gen: torch.Generator) -> t
 
 
 def _check_inputs(robot_X: np.ndarray, pool_X: np.ndarray) -> None:
-    if robot_X.ndim != 2 or pool_X.ndim != 2:
-        raise ValueError(f"features must be 2-D [n, D]; got robot {robot_X.shape} and pool {pool_X.shape}")
-    if robot_X.shape[1] != pool_X.shape[1]:
-        raise ValueError(f"robot features are {robot_X.shape[1]}-dim but pool features are {pool_X.shape[1]}-dim; "
-                         "embed both with the same model and layer")
+    check_features(pool_X, robot_X)
     if len(robot_X) < 2 or len(pool_X) < 2:
         raise ValueError(f"the estimator needs >= 2 robot and >= 2 pool samples; got {len(robot_X)} and "
                          f"{len(pool_X)}")
