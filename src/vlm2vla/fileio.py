@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 TMP_SUFFIX = ".tmp"
 
@@ -65,6 +67,31 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int = 2, fsync: bool =
     """Write `obj` as JSON to `path` atomically (numpy values and Paths are converted)."""
     text = json.dumps(obj, indent=indent, ensure_ascii=False, default=_json_default)
     atomic_write_text(path, text + "\n", fsync)
+
+
+def read_jsonl_log(path: str | Path, parse: Callable[[dict], T] = dict) -> list[T]:
+    """Records of an append-only JSON-lines log, skipping lines that cannot be read.
+
+    Progress logs (eval episodes, collection attempts, training metrics) are appended one line at a
+    time, so a run killed mid-write leaves a torn last line; the record it held is simply redone.
+
+    Args:
+        path: the log; a missing file has no records.
+        parse: turns a decoded line into a record (e.g. a dataclass); a line it rejects with
+            TypeError or ValueError is skipped like a torn one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(parse(json.loads(line)))
+        except (TypeError, ValueError):  # json.JSONDecodeError is a ValueError
+            continue
+    return records
 
 
 def _json_default(obj: Any) -> Any:

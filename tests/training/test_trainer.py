@@ -198,3 +198,14 @@ def test_rerunning_a_finished_run_changes_nothing(reference):
                                           run_dir / "model" / "model.safetensors")}
     run_training(reference)
     assert all(p.read_bytes() == data for p, data in before.items())
+
+
+def test_metrics_log_survives_a_torn_last_line(tmp_path):
+    from vlm2vla.training.metrics import MetricsWriter
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 10, "loss": 2.0}\n{"step": 20, "loss": 1.5}\n{"step": 30, "lo')  # killed mid-append
+    assert [r["step"] for r in read_metrics(path)] == [10, 20]
+    MetricsWriter(path).truncate_after(20)
+    assert [r["step"] for r in read_metrics(path)] == [10, 20]
+    assert path.read_text().endswith("\n")

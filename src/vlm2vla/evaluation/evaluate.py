@@ -30,7 +30,7 @@ from tqdm import tqdm
 from vlm2vla.evaluation.metrics import EpisodeRecord, format_table, success_tables
 from vlm2vla.evaluation.policy import PolicyConfig, make_policy
 from vlm2vla.evaluation.rollout import DEFAULT_MP_CONTEXT, EpisodeJob, EpisodeResult, run_episodes
-from vlm2vla.fileio import atomic_write_json, atomic_write_text
+from vlm2vla.fileio import atomic_write_json, atomic_write_text, read_jsonl_log
 from vlm2vla.runs import Run
 from vlm2vla.sim import ALL_TASKS, DIFFICULTY_GROUPS, SimConfig, resolve_tasks, sample_instruction
 
@@ -108,7 +108,7 @@ def episode_jobs(cfg: EvalConfig, done: set[tuple[str, str, int]] = frozenset())
 def evaluate(cfg: EvalConfig, run: Run) -> dict:
     """Run the evaluation described by `cfg` into `run.dir`; returns the results tables."""
     episodes_path = run.dir / "episodes.jsonl"
-    records = _load_records(episodes_path)
+    records = read_jsonl_log(episodes_path, lambda d: EpisodeRecord(**d))
     done = {(r.task, r.split, r.episode) for r in records}
     jobs = list(episode_jobs(cfg, done))
     total = len(jobs) + len(records)
@@ -159,19 +159,6 @@ def _to_record(result: EpisodeResult) -> EpisodeRecord:
     return EpisodeRecord(task=job.task, group=task_group(job.task), split=job.split, episode=job.episode,
                          seed=job.seed, instruction=job.instruction, success=result.success,
                          length=result.length, reward=round(result.reward, 4))
-
-
-def _load_records(path: Path) -> list[EpisodeRecord]:
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(EpisodeRecord(**json.loads(line)))
-        except (json.JSONDecodeError, TypeError):
-            # A run killed mid-write leaves at most one partial last line; that episode is re-run.
-            continue
-    return records
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

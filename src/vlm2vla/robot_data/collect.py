@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from vlm2vla.evaluation.policy import PolicyConfig, make_policy
 from vlm2vla.evaluation.rollout import DEFAULT_MP_CONTEXT, EpisodeJob, EpisodeResult, run_episodes
-from vlm2vla.fileio import atomic_write_json
+from vlm2vla.fileio import atomic_write_json, read_jsonl_log
 from vlm2vla.robot_data.writer import LeRobotDatasetWriter
 from vlm2vla.runs import Run
 from vlm2vla.sim import ALL_TASKS, SimConfig, resolve_tasks, sample_instruction
@@ -178,16 +178,8 @@ def collection_report(attempts: list[Attempt]) -> dict:
 
 def _finished_attempts(path: Path, num_episodes: int) -> list[Attempt]:
     """Attempts to keep from an earlier run: those whose episode is in the dataset, or that kept none."""
-    if not path.is_file():
-        return []
-    done = []
-    for line in path.read_text().splitlines():
-        try:
-            attempt = Attempt(**json.loads(line))
-        except (json.JSONDecodeError, TypeError):
-            continue  # the partial last line of a killed run
-        if attempt.episode_index is None or attempt.episode_index < num_episodes:
-            done.append(attempt)
+    done = [a for a in read_jsonl_log(path, lambda d: Attempt(**d))
+            if a.episode_index is None or a.episode_index < num_episodes]
     # An episode index can appear twice only if a crashed write was retried; keep the last.
     by_index = {a.episode_index: a for a in done if a.episode_index is not None}
     return [a for a in done if a.episode_index is None] + list(by_index.values())

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from vlm2vla.fileio import atomic_write_text
+from vlm2vla.fileio import atomic_write_text, read_jsonl_log
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,10 @@ class MetricsWriter:
         if not self.enabled or not self.path.is_file():
             return
         lines = [ln for ln in self.path.read_text().splitlines() if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
+        # read_jsonl_log also drops the torn last line a killed run may have left.
+        kept = [r for r in read_jsonl_log(self.path) if r.get("step", 0) <= step]
         if len(kept) != len(lines):
-            atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def log(self, record: dict[str, Any]) -> None:
         """Write one record (it must hold "step")."""
@@ -86,6 +87,4 @@ class MetricsWriter:
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """All records of a metrics.jsonl file."""
-    if not path.is_file():
-        return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    return read_jsonl_log(path)
