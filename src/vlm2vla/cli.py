@@ -84,6 +84,11 @@ def _import(target: str):
     return getattr(importlib.import_module(module), attr)
 
 
+def stage_function(name: str):
+    """The entry function `fn(cfg, run)` of the stage registered as `name`."""
+    return _import(STAGES[name].run)
+
+
 def _stage_help(name: str, stage: Stage) -> str:
     rows = describe_fields(_import(stage.config))
     width = max(len(r[0]) for r in rows)
@@ -146,7 +151,7 @@ def run_stage(name: str, cfg, overwrite: bool = False) -> int:
         log.error("%s", err)
         return 2
     try:
-        _import(STAGES[name].run)(cfg, run)
+        stage_function(name)(cfg, run)
     except (Exception, KeyboardInterrupt) as err:
         run.fail(err)
         if isinstance(err, KeyboardInterrupt):

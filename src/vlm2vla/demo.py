@@ -26,16 +26,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vlm2vla.engine.embed import EmbedConfig, embed
-from vlm2vla.engine.gap import GapConfig, gap
-from vlm2vla.engine.select import SelectConfig, select
-from vlm2vla.evaluation.evaluate import EvalConfig, evaluate
+from vlm2vla.cli import stage_function
+from vlm2vla.engine.embed import EmbedConfig
+from vlm2vla.engine.gap import GapConfig
+from vlm2vla.engine.select import SelectConfig
+from vlm2vla.evaluation.evaluate import EvalConfig
 from vlm2vla.fileio import atomic_write_text
-from vlm2vla.robot_data.collect import CollectConfig, collect
+from vlm2vla.robot_data.collect import CollectConfig
 from vlm2vla.runs import Run
-from vlm2vla.training.next_token import MidtrainConfig, PretrainConfig, midtrain, pretrain
+from vlm2vla.training.next_token import MidtrainConfig, PretrainConfig
 from vlm2vla.vlm_data.embedded.config import EmbeddedPoolConfig
-from vlm2vla.vlm_data.pool import PoolConfig, build_pool
+from vlm2vla.vlm_data.pool import PoolConfig
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +97,11 @@ def stage_configs(cfg: DemoConfig) -> dict[str, Any]:
 def demo(cfg: DemoConfig, run: Run) -> dict:
     """Run every stage in order (each resumes if already done); write a summary table."""
     stages = stage_configs(cfg)
-    functions = {"collect": (collect, "collect"), "pool": (build_pool, "pool"), "pretrain": (pretrain, "pretrain"),
-                 "embed": (embed, "embed"), "gap": (gap, "gap"), "select": (select, "select"),
-                 "midtrain": (midtrain, "midtrain")}
     results: dict[str, Any] = {}
     for name, stage_cfg in stages.items():
-        fn, stage = functions.get(name, (evaluate, "eval"))
+        stage = "eval" if name.startswith("eval-") else name
         log.info("=== demo stage: %s -> %s", name, stage_cfg.run_dir)
-        results[name] = fn(stage_cfg, Run.open(stage_cfg.run_dir, stage, stage_cfg))
+        results[name] = stage_function(stage)(stage_cfg, Run.open(stage_cfg.run_dir, stage, stage_cfg))
     summary = _summary(results, _read_json(f"{stages['pretrain'].run_dir}/eval.json"),
                        _read_json(f"{stages['midtrain'].run_dir}/eval.json"),
                        _engine_lines(stages["gap"].run_dir, stages["select"].run_dir))
