@@ -142,20 +142,23 @@ class VLMBackbone(torch.nn.Module):
 
     # ----------------------------------------------------------------------------- forward
     def forward(self, batch: dict, query_embeds: torch.Tensor | None = None,
-                output_hidden_states: bool = False) -> ModelOutput:
+                output_hidden_states: bool = False, use_cache: bool = False) -> ModelOutput:
         """Run the model; next-token loss on ``labels`` when the batch has answer tokens.
 
         Args:
             batch: output of ``collate`` (on any device; moved to the model's).
             query_embeds: [K, D] or [B, K, D] embeddings written into the ``query_mask`` slots.
             output_hidden_states: also return every layer's hidden states.
+            use_cache: also return ``past_key_values``, every layer's keys and values (a transformers
+                Cache) — action experts attend to them.
 
         Returns:
-            The transformers output (loss, logits [B, L, V], hidden_states when asked).
+            The transformers output (loss, logits [B, L, V], hidden_states / past_key_values when asked).
         """
         inputs = self._model_inputs(batch)
         with self._query_hook(batch.get("query_mask"), query_embeds):
-            return self.model(**inputs, output_hidden_states=output_hidden_states, return_dict=True)
+            return self.model(**inputs, output_hidden_states=output_hidden_states, use_cache=use_cache,
+                              return_dict=True)
 
     def hidden_states(self, batch: dict, query_embeds: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Language-model hidden states of every layer.

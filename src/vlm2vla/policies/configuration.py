@@ -1,0 +1,162 @@
+"""Typed configuration of a VLA policy: the shared fields and one options block per head type.
+
+A policy is a VLM backbone plus one action head:
+
+    head=vlm4vla   one learnable action-query token after the prompt; its last hidden state goes
+                   through a small MLP to an action chunk (VLM4VLA). Huber on the arm, BCE on the gripper.
+    head=pi0       a smaller transformer whose tokens (state, noisy action chunk, flow time) attend to
+                   the VLM's per-layer keys/values; flow matching (pi0).
+    head=gr00t     DiT blocks with adaptive-norm time conditioning that cross-attend to the VLM's
+                   hidden states at one layer; flow matching (GR00T N1).
+
+The config is saved next to the weights (policy_config.json) so a checkpoint rebuilds itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+HEAD_TYPES = ("vlm4vla", "pi0", "gr00t")
+NORMALIZATION_MODES = ("mean_std", "min_max", "quantile", "identity")
+
+
+@dataclass(frozen=True)
+class VLM4VLAOptions:
+    """The VLM4VLA action-query head."""
+
+    # hidden width of the MLP decoder (0 = the backbone's hidden size)
+    mlp_hidden: int = 0
+    # layers of the MLP decoder (>= 1; 1 = a single linear map)
+    mlp_layers: int = 2
+    # Huber loss threshold on the (normalised) arm actions
+    huber_delta: float = 1.0
+    # weight of the gripper BCE relative to the arm Huber loss
+    gripper_loss_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.mlp_layers < 1 or self.mlp_hidden < 0:
+            raise ValueError("vlm4vla.mlp_layers must be >= 1 and vlm4vla.mlp_hidden >= 0")
+        if self.huber_delta <= 0 or self.gripper_loss_weight < 0:
+            raise ValueError("vlm4vla.huber_delta must be > 0 and vlm4vla.gripper_loss_weight >= 0")
+
+
+@dataclass(frozen=True)
+class FlowMatchingOptions:
+    """Flow matching shared by the action experts (pi0's convention: t=1 is noise, t=0 is data)."""
+
+    # Beta(alpha, beta) distribution of the training time t (pi0: Beta(1.5, 1), more weight on noisy t)
+    time_alpha: float = 1.5
+    time_beta: float = 1.0
+    # t is squeezed into [min_time, 1] so the target velocity stays defined
+    min_time: float = 0.001
+
+    def __post_init__(self) -> None:
+        if self.time_alpha <= 0 or self.time_beta <= 0 or not 0 <= self.min_time < 1:
+            raise ValueError("flow.time_alpha/time_beta must be > 0 and flow.min_time in [0, 1)")
+
+
+@dataclass(frozen=True)
+class Pi0Options:
+    """The pi0-style action expert: its tokens attend to the VLM's keys/values layer by layer."""
+
+    # expert width as a fraction of the VLM's hidden size (pi0: 1024 / 2048 = 0.5)
+    width_ratio: float = 0.5
+    # expert layers (0 = as many as the VLM); each reads the keys/values of an evenly spaced VLM layer
+    num_layers: int = 0
+    # MLP width as a multiple of the expert width
+    mlp_ratio: float = 4.0
+    # Euler steps at inference
+    num_steps: int = 10
+    # hide the prompt's language tokens from the expert (APT stage 1: language-agnostic prior)
+    mask_language: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.width_ratio <= 4 or self.num_layers < 0 or self.mlp_ratio <= 0 or self.num_steps < 1:
+            raise ValueError("pi0: width_ratio in (0, 4], num_layers >= 0, mlp_ratio > 0, num_steps >= 1")
+
+
+@dataclass(frozen=True)
+class Gr00tOptions:
+    """The GR00T-style action expert: a DiT cross-attending to VLM features of one layer."""
+
+    # DiT width (0 = half the VLM's hidden size)
+    width: int = 0
+    # DiT blocks
+    num_layers: int = 4
+    # attention heads per block (width must divide by it)
+    num_heads: int = 4
+    # MLP width as a multiple of the DiT width
+    mlp_ratio: float = 4.0
+    # which VLM hidden state the DiT reads: an index into hidden_states (0 = embeddings, -1 = last layer);
+    # GR00T N1 reads a middle layer
+    feature_layer: int = -1
+    # Euler steps at inference
+    num_steps: int = 4
+    # hide the prompt's language tokens from the expert (APT stage 1)
+    mask_language: bool = False
+
+    def __post_init__(self) -> None:
+        if self.width < 0 or self.num_layers < 1 or self.num_heads < 1 or self.mlp_ratio <= 0 or self.num_steps < 1:
+            raise ValueError("gr00t: width >= 0, num_layers >= 1, num_heads >= 1, mlp_ratio > 0, num_steps >= 1")
+        if self.width and self.width % self.num_heads:
+            raise ValueError(f"gr00t.width {self.width} must be a multiple of gr00t.num_heads {self.num_heads}")
+
+
+@dataclass(frozen=True)
+class VLAConfig:
+    """What a VLA policy reads and predicts, and which head it uses."""
+
+    # action head: vlm4vla, pi0 or gr00t
+    head: str = "vlm4vla"
+    # camera names; the policy reads observation.images.<camera> for each, in this order
+    cameras: tuple[str, ...] = ("corner2",)
+    # action dimension (Meta-World: 3 arm deltas + 1 gripper)
+    action_dim: int = 4
+    # proprio state dimension read from observation.state (0 = no state input)
+    state_dim: int = 4
+    # action indices that are a gripper command (binary open/close: BCE in the vlm4vla head)
+    gripper_dims: tuple[int, ...] = (3,)
+    # actions predicted per call
+    chunk_size: int = 8
+    # actions executed before the policy is asked again (<= chunk_size)
+    n_action_steps: int = 4
+    # how state and actions are normalised from the dataset's stats.json
+    state_normalization: str = "mean_std"
+    action_normalization: str = "min_max"
+    # the user prompt; {task} is replaced by the instruction
+    prompt: str = "What action should the robot take to {task}?"
+    # prompt tokens kept per sample (longer prompts are cut from the left of the text)
+    max_prompt_length: int = 128
+    vlm4vla: VLM4VLAOptions = field(default_factory=VLM4VLAOptions)
+    pi0: Pi0Options = field(default_factory=Pi0Options)
+    gr00t: Gr00tOptions = field(default_factory=Gr00tOptions)
+    flow: FlowMatchingOptions = field(default_factory=FlowMatchingOptions)
+
+    def __post_init__(self) -> None:
+        if self.head not in HEAD_TYPES:
+            raise ValueError(f"head must be one of {HEAD_TYPES}, got {self.head!r}")
+        if not self.cameras:
+            raise ValueError("cameras must name at least one camera, e.g. [corner2]")
+        if self.action_dim < 1 or self.state_dim < 0:
+            raise ValueError(f"action_dim must be >= 1 and state_dim >= 0 (got {self.action_dim}, {self.state_dim})")
+        bad = [d for d in self.gripper_dims if not 0 <= d < self.action_dim]
+        if bad:
+            raise ValueError(f"gripper_dims {bad} out of range for action_dim {self.action_dim}")
+        if self.chunk_size < 1 or not 1 <= self.n_action_steps <= self.chunk_size:
+            raise ValueError(f"need chunk_size >= 1 and 1 <= n_action_steps <= chunk_size "
+                             f"(got {self.chunk_size}, {self.n_action_steps})")
+        for name in ("state_normalization", "action_normalization"):
+            if getattr(self, name) not in NORMALIZATION_MODES:
+                raise ValueError(f"{name} must be one of {NORMALIZATION_MODES}, got {getattr(self, name)!r}")
+        if "{task}" not in self.prompt:
+            raise ValueError(f"prompt must contain {{task}} (the instruction), got {self.prompt!r}")
+
+    @property
+    def image_keys(self) -> tuple[str, ...]:
+        """Observation keys of the cameras, LeRobot style."""
+        return tuple(f"observation.images.{c}" for c in self.cameras)
+
+    @property
+    def arm_dims(self) -> tuple[int, ...]:
+        """Action indices that are not gripper commands."""
+        return tuple(d for d in range(self.action_dim) if d not in self.gripper_dims)
