@@ -87,6 +87,8 @@ def make_policy(cfg: PolicyConfig, seed: int = 0) -> Policy:
     """
     import vlm2vla.evaluation.reference_policies  # noqa: F401 - registers "expert" and "random"
 
+    if cfg.type not in _REGISTRY:  # learned policies: imported only when asked for (torch, transformers)
+        import vlm2vla.policies.eval_policy  # noqa: F401 - registers "vla"
     if cfg.type not in _REGISTRY:
         close = difflib.get_close_matches(cfg.type, list(_REGISTRY), n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""

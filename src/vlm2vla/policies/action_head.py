@@ -12,6 +12,7 @@ one layer's hidden states. Actions are normalised by the policy before `loss` an
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -106,6 +107,8 @@ class ActionHead(nn.Module, abc.ABC):
 
 HeadBuilder = Callable[[VLAConfig, BackboneDims], ActionHead]
 HEADS: dict[str, HeadBuilder] = {}
+# module under vlm2vla.policies that registers each head type
+HEAD_MODULES = {"vlm4vla": "vlm4vla", "pi0": "pi0_expert", "gr00t": "gr00t_expert"}
 
 
 def register_head(name: str) -> Callable[[type[ActionHead]], type[ActionHead]]:
@@ -122,6 +125,7 @@ def register_head(name: str) -> Callable[[type[ActionHead]], type[ActionHead]]:
 
 def build_head(config: VLAConfig, dims: BackboneDims) -> ActionHead:
     """Build the head named by `config.head` (importing the head modules registers them)."""
-    from vlm2vla.policies import gr00t_expert, pi0_expert, vlm4vla  # noqa: F401 - registration
-
+    # Import only the requested head's module: it registers itself, and the others stay unloaded.
+    if config.head not in HEADS:
+        importlib.import_module(f"vlm2vla.policies.{HEAD_MODULES.get(config.head, config.head)}")
     return HEADS[config.head](config, dims)
