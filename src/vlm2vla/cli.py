@@ -71,6 +71,11 @@ STAGES: dict[str, Stage] = {
         "vlm2vla.training.next_token:midtrain",
         "Mid-train a VLM on a curated mixture before VLA fine-tuning (same trainer as pretrain).",
     ),
+    "train-policy": Stage(
+        "vlm2vla.training.train_policy:TrainPolicyConfig",
+        "vlm2vla.training.train_policy:train_policy",
+        "Fine-tune a VLM into a VLA policy (action head / expert) on robot episodes; resumable.",
+    ),
     "demo": Stage(
         "vlm2vla.demo:DemoConfig",
         "vlm2vla.demo:demo",

@@ -1,0 +1,197 @@
+"""`vlm2vla train-policy` on a tiny Idefics3 and a tiny LeRobotDataset: outputs, freezing, exact resume,
+scratch init and input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vlm2vla.config import load_config
+from vlm2vla.runs import Run
+from vlm2vla.training.metrics import read_metrics
+from vlm2vla.training.train_policy import TrainPolicyConfig, build_parts, load_policy_backbone, train_policy
+
+TASKS = ["reach the red goal", "push the puck to the goal"]
+CAMERA = "observation.images.corner2"
+
+
+def _write_dataset(root: Path, action_dim: int = 4, episodes: int = 5, length: int = 12) -> Path:
+    """Short random episodes: one 128x128 PNG camera (corner2), 4-d state, `action_dim`-d action."""
+    from vlm2vla.robot_data.writer import LeRobotDatasetWriter
+
+    features = {
+        CAMERA: {"dtype": "image", "shape": [128, 128, 3], "names": ["height", "width", "channels"]},
+        "observation.state": {"dtype": "float32", "shape": [4], "names": None},
+        "action": {"dtype": "float32", "shape": [action_dim], "names": None},
+    }
+    rng = np.random.default_rng(0)
+    with LeRobotDatasetWriter.create(root, fps=10, features=features, robot_type="toy", use_videos=False) as writer:
+        for e in range(episodes):
+            action = rng.uniform(-1, 1, size=(length, action_dim)).astype(np.float32)
+            action[:, -1] = np.sign(action[:, -1])  # a binary gripper command
+            writer.add_episode({
+                CAMERA: rng.integers(0, 255, size=(length, 128, 128, 3), dtype=np.uint8),
+                "observation.state": rng.normal(size=(length, 4)).astype(np.float32),
+                "action": action,
+            }, task=TASKS[e % 2])
+    return root
+
+
+@pytest.fixture(scope="module")
+def vlm_dir(tmp_path_factory) -> Path:
+    from vlm2vla.backbones.testing import build_family
+
+    texts = [*TASKS, "What action should the robot take to", "?"] * 20
+    return build_family("idefics3", tmp_path_factory.mktemp("policy_vlm"), texts=texts, image_size=32,
+                        vocab_size=200)
+
+
+@pytest.fixture(scope="module")
+def robot_data(tmp_path_factory) -> Path:
+    return _write_dataset(tmp_path_factory.mktemp("robot") / "data")
+
+
+def _config(run_dir: Path, vlm_dir: Path, data: Path, **overrides) -> TrainPolicyConfig:
+    base = dict(run_dir=str(run_dir), model=str(vlm_dir), data=str(data), val_episodes=1.0, val_max_samples=8,
+                batch_size=4, max_steps=4, lr=1e-3, warmup_ratio=0.0, log_interval=1, save_interval=0,
+                num_workers=0, progress=False, policy={"chunk_size": 4, "n_action_steps": 2})
+    base.update(overrides)
+    items = [f"{k}={json.dumps(v) if isinstance(v, dict | list) else v}" for k, v in base.items()]
+    return load_config(TrainPolicyConfig, overrides=items)
+
+
+def _run(cfg: TrainPolicyConfig, stop_after: int | None = None) -> dict:
+    run = Run.open(cfg.run_dir, "train-policy", cfg)
+    return train_policy(cfg, run, stop_after=stop_after)
+
+
+def _backbone_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    files = sorted((run_dir / "policy" / "backbone").glob("*.safetensors"))
+    return {k: v for f in files for k, v in load_file(str(f)).items()}
+
+
+def test_run_writes_policy_metrics_and_validation(tmp_path, vlm_dir, robot_data):
+    from vlm2vla.policies.policy import VLAPolicy
+
+    cfg = _config(tmp_path / "run", vlm_dir, robot_data, val_interval=2)
+    metrics = _run(cfg)
+    run_dir = tmp_path / "run"
+    records = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert {"loss", "lr", "grad_norm", "samples_per_s", "data_wait_frac"} <= set(records[-1])
+    assert any(k.startswith("loss_") for k in records[-1])  # the head's per-part losses
+    val = json.loads((run_dir / "val.json").read_text())
+    assert set(val["by_step"]) == {"2", "4"}
+    assert {"l1", "mse", "loss"} <= set(val["final"]) and val["final"]["l1"] > 0
+    assert metrics["steps"] == 4 and metrics["final_loss"] == records[-1]["loss"]
+    assert metrics["val"]["l1"] == val["final"]["l1"]
+    params = metrics["parameters"]
+    assert 0 < params["new"] < params["trainable"] == params["total"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["metrics"]["wall_time_s"] > 0
+
+    policy = VLAPolicy.from_pretrained(run_dir / "policy")
+    obs = {CAMERA: torch.randint(0, 255, (2, 128, 128, 3), dtype=torch.uint8),
+           "observation.state": torch.zeros(2, 4), "task": TASKS}
+    assert policy.predict_action_chunk(obs).shape == (2, 4, 4)
+
+
+def test_frozen_groups_stay_bit_identical(tmp_path, vlm_dir, robot_data):
+    from vlm2vla.backbones import VLMBackbone
+
+    cfg = _config(tmp_path / "run", vlm_dir, robot_data, max_steps=2, val_episodes=0, freeze=["vision"])
+    _run(cfg)
+    before = VLMBackbone.from_pretrained(str(vlm_dir))
+    groups = before.parameter_groups()
+    start = before.model.state_dict()
+    after = _backbone_weights(tmp_path / "run")
+    changed = {name for name in start if name in after and not torch.equal(start[name], after[name])}
+    assert not changed & set(groups["vision"])
+    assert changed & set(groups["language_model"])
+
+    cfg = _config(tmp_path / "frozen", vlm_dir, robot_data, max_steps=2, val_episodes=0, freeze=["vlm"])
+    metrics = _run(cfg)
+    after = _backbone_weights(tmp_path / "frozen")
+    assert all(torch.equal(start[k], after[k]) for k in after)
+    assert metrics["parameters"]["trainable"] == metrics["parameters"]["new"]
+
+
+def test_resume_matches_uninterrupted_run(tmp_path, vlm_dir, robot_data):
+    ref = _config(tmp_path / "ref", vlm_dir, robot_data, max_steps=8, val_episodes=0)
+    _run(ref)
+    cfg = _config(tmp_path / "split", vlm_dir, robot_data, max_steps=8, val_episodes=0, save_interval=2)
+    assert _run(cfg, stop_after=4) == {"step": 4, "stopped_early": True}
+    assert not (tmp_path / "split" / "policy").exists()
+    _run(cfg)
+    ref_losses = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "ref" / "metrics.jsonl")]
+    losses = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "split" / "metrics.jsonl")]
+    assert [s for s, _ in losses] == list(range(1, 9))
+    assert [v for _, v in losses] == pytest.approx([v for _, v in ref_losses], abs=1e-6)
+    ref_w, ours = _backbone_weights(tmp_path / "ref"), _backbone_weights(tmp_path / "split")
+    for key in ref_w:
+        torch.testing.assert_close(ours[key], ref_w[key], rtol=0, atol=1e-6, msg=key)
+    from safetensors.torch import load_file
+
+    head_ref = load_file(str(tmp_path / "ref" / "policy" / "head.safetensors"))
+    head = load_file(str(tmp_path / "split" / "policy" / "head.safetensors"))
+    for key in head_ref:
+        torch.testing.assert_close(head[key], head_ref[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_scratch_init_same_architecture_other_weights(tmp_path, vlm_dir, robot_data):
+    pretrained = load_policy_backbone(_config(tmp_path / "a", vlm_dir, robot_data))
+    scratch = load_policy_backbone(_config(tmp_path / "b", vlm_dir, robot_data, init="scratch"))
+    a, b = pretrained.model.state_dict(), scratch.model.state_dict()
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].ndim >= 2)
+
+
+def test_action_dim_mismatch_names_both(tmp_path, vlm_dir):
+    from vlm2vla.policies.errors import PolicyInputError
+
+    data = _write_dataset(tmp_path / "data6", action_dim=6, episodes=2, length=4)
+    cfg = _config(tmp_path / "run", vlm_dir, data)
+    with pytest.raises(PolicyInputError, match=r"6.*action_dim=4|action_dim=4.*6"):
+        build_parts(cfg, Run.open(cfg.run_dir, "train-policy", cfg))
+
+
+def test_config_errors(tmp_path, vlm_dir):
+    from vlm2vla.config import ConfigError
+    from vlm2vla.robot_data.format import DatasetFormatError
+
+    with pytest.raises(ConfigError, match="language_model"):
+        _config(tmp_path / "r", vlm_dir, tmp_path, freeze=["arm"])
+    cfg = _config(tmp_path / "r", vlm_dir, tmp_path / "missing")
+    with pytest.raises(DatasetFormatError, match="missing"):
+        build_parts(cfg, Run.open(cfg.run_dir, "train-policy", cfg))
+
+
+def test_nothing_to_train(tmp_path, vlm_dir, robot_data, monkeypatch):
+    from vlm2vla.training import train_policy as tp
+
+    original = tp.build_policy
+
+    def frozen_head(cfg, reader):  # a head with no trainable parameters, on a frozen VLM
+        policy, peft = original(cfg, reader)
+        policy.head.requires_grad_(False)
+        return policy, peft
+
+    monkeypatch.setattr(tp, "build_policy", frozen_head)
+    cfg = _config(tmp_path / "r", vlm_dir, robot_data, freeze=["vlm"], val_episodes=0)
+    with pytest.raises(ValueError, match="Nothing to train"):
+        build_parts(cfg, Run.open(cfg.run_dir, "train-policy", cfg))
+
+
+def test_cli_help_lists_fields(capsys):
+    from vlm2vla.cli import main
+
+    assert main(["train-policy", "--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("init", "val_episodes", "cache_frames", "policy.head", "lora.r", "freeze"):
+        assert name in out
