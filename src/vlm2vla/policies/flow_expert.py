@@ -1,0 +1,168 @@
+"""What the flow-matching action experts (pi0-style, GR00T-style) share.
+
+A `FlowMatchingExpert` splits its work in two, so the prefix is computed once per observation:
+
+    context = expert.encode_prefix(backbone, prefix)        # one VLM forward (K/V or features)
+    v = expert.velocity(context, prefix, x_t, t)             # cheap, once per Euler step
+
+`loss` and `predict` are written once here on top of those two methods. The module also holds the
+small building blocks both experts use: the state/action-time token encoder, a SwiGLU MLP and the
+mask of prefix tokens an expert may look at.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vlm2vla.policies.action_head import ActionHead, Prefix
+from vlm2vla.policies.flow_matching import euler_integrate, noisy_actions, sample_time, time_embedding
+
+
+def prefix_key_mask(prefix: Prefix, mask_language: bool, device: torch.device) -> torch.Tensor:
+    """Prefix tokens the expert may attend to: real (not padding) and, under APT stage 1, not language.
+
+    Args:
+        prefix: the observations (left-padded batch with its attention_mask, and the language mask).
+        mask_language: hide the instruction's text tokens.
+        device: where the mask is needed.
+
+    Returns:
+        [B, L] bool, True where the expert may look.
+    """
+    keep = prefix.batch["attention_mask"].to(device).bool()
+    if mask_language:
+        keep = keep & ~prefix.language_mask.to(device).bool()
+    return keep
+
+
+class SwiGLU(nn.Module):
+    """Gated MLP of Llama-style models: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(width, hidden, bias=False)
+        self.up = nn.Linear(width, hidden, bias=False)
+        self.down = nn.Linear(hidden, width, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., width] -> [..., width]."""
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class StateActionEncoder(nn.Module):
+    """Expert input tokens: one state token (when state_dim > 0) then one token per chunk step.
+
+    Action tokens carry the flow time as in pi0: concat(linear(action), sinusoid(t)) -> MLP, so the
+    time reaches every token without an extra token.
+    """
+
+    def __init__(self, state_dim: int, action_dim: int, width: int) -> None:
+        super().__init__()
+        self.width = width
+        self.state_in = nn.Linear(state_dim, width) if state_dim > 0 else None
+        self.action_in = nn.Linear(action_dim, width)
+        self.fuse = nn.Sequential(nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, width))
+
+    @property
+    def num_state_tokens(self) -> int:
+        """1 when a state token leads the sequence, else 0."""
+        return int(self.state_in is not None)
+
+    def forward(self, state: torch.Tensor | None, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Embed the tokens.
+
+        Args:
+            state: [B, S] normalised state (ignored when state_dim == 0).
+            x_t: [B, T, A] noisy action chunk.
+            t: [B] flow times.
+
+        Returns:
+            [B, num_state_tokens + T, width].
+        """
+        actions = self.action_in(x_t)
+        times = time_embedding(t, self.width).to(actions.dtype)[:, None].expand_as(actions)
+        tokens = self.fuse(torch.cat([actions, times], dim=-1))
+        if self.state_in is None:
+            return tokens
+        if state is None:
+            raise ValueError("this expert was built with state_dim > 0 but the prefix has no state")
+        return torch.cat([self.state_in(state.to(tokens.dtype))[:, None], tokens], dim=1)
+
+
+class FlowMatchingExpert(ActionHead):
+    """An action head trained by flow matching; subclasses define `encode_prefix` and `velocity`."""
+
+    num_queries = 0
+
+    @property
+    @abc.abstractmethod
+    def default_num_steps(self) -> int:
+        """Euler steps used by `predict` when none are given."""
+
+    @abc.abstractmethod
+    def encode_prefix(self, backbone: Any, prefix: Prefix) -> Any:
+        """Run the backbone once and keep what `velocity` needs (with gradients when the backbone trains)."""
+
+    @abc.abstractmethod
+    def velocity(self, context: Any, prefix: Prefix, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Predicted velocity [B, T, A] of the noisy chunk x_t [B, T, A] at times t [B]."""
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def loss(self, backbone: Any, prefix: Prefix, actions: torch.Tensor, action_is_pad: torch.Tensor
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Flow-matching MSE between predicted and target velocity, averaged over non-padded steps.
+
+        Args:
+            backbone: the VLMBackbone (gradients reach it unless it is frozen).
+            prefix: the observations.
+            actions: [B, T, A] normalised target chunk.
+            action_is_pad: [B, T] bool, True past the episode end.
+
+        Returns:
+            The loss and {"flow_mse": detached loss}.
+        """
+        device = self._device()
+        actions = actions.to(device, torch.float32)
+        context = self.encode_prefix(backbone, prefix)
+        t = sample_time(actions.shape[0], self.config.flow, device)
+        noise = torch.randn_like(actions)
+        x_t, target = noisy_actions(actions, noise, t)
+        error = (self.velocity(context, prefix, x_t, t) - target).pow(2).mean(dim=-1)  # [B, T]
+        keep = (~action_is_pad.to(device).bool()).to(error.dtype)
+        loss = (error * keep).sum() / keep.sum().clamp(min=1.0)
+        return loss, {"flow_mse": loss.detach()}
+
+    @torch.no_grad()
+    def predict(self, backbone: Any, prefix: Prefix, *, noise: torch.Tensor | None = None,
+                num_steps: int | None = None, cache_prefix: bool = True) -> torch.Tensor:
+        """Sample a chunk by Euler integration from noise (t = 1) to actions (t = 0).
+
+        Args:
+            backbone: the VLMBackbone.
+            prefix: the observations.
+            noise: [B, T, A] starting sample (None = standard normal).
+            num_steps: Euler steps (None = the options' num_steps).
+            cache_prefix: run the backbone once and reuse its output at every step (True), or run it
+                again at every step (False: the slow reference the cache must match).
+
+        Returns:
+            [B, chunk_size, action_dim] normalised actions.
+        """
+        device = self._device()
+        batch_size = prefix.batch["attention_mask"].shape[0]
+        if noise is None:
+            noise = torch.randn(batch_size, self.config.chunk_size, self.config.action_dim, device=device)
+        context = self.encode_prefix(backbone, prefix) if cache_prefix else None
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            step_context = context if cache_prefix else self.encode_prefix(backbone, prefix)
+            return self.velocity(step_context, prefix, x, t)
+
+        return euler_integrate(velocity, noise.to(device, torch.float32), num_steps or self.default_num_steps)

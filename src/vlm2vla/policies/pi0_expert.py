@@ -1,0 +1,187 @@
+"""pi0-style action expert: a narrow transformer whose tokens attend to the VLM's keys/values, layer by layer.
+
+    VLM layer m(j):  [ prefix K/V (cached, rotary-embedded by the VLM) ]
+                                  |  joint attention (same head_dim, GQA)
+    expert layer j:  [ state | a_1 + t ... a_T + t ] -> RMSNorm -> q,k,v -> attn -> o -> +res
+                                                     -> RMSNorm -> SwiGLU -> +res
+    output:          RMSNorm -> linear -> velocity [B, T, A]
+
+Expert tokens sit at positions L, L+1, ... after the L prefix positions (the VLM numbers every row
+0..L-1, real tokens at the end of a left-padded row), so rotary offsets between an expert token and the
+last prompt token do not depend on padding. Attention is block-causal as in pi0: the state token sees
+the prefix and itself, action tokens see the prefix, the state and each other. The prefix never sees the
+expert, so its keys/values are computed once per observation and reused at every Euler step.
+
+Expert layer j reads VLM layer `vlm_layer_map(n, N)[j]`, evenly spaced over the VLM (first and last VLM
+layer included); each layer keeps its `vlm_layer`, so APT can insert layers and choose their source.
+`mask_language` is a plain attribute that APT switches between stages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vlm2vla.policies.action_head import BackboneDims, Prefix, register_head
+from vlm2vla.policies.configuration import VLAConfig
+from vlm2vla.policies.flow_expert import FlowMatchingExpert, StateActionEncoder, SwiGLU, prefix_key_mask
+
+
+def vlm_layer_map(num_expert_layers: int, num_vlm_layers: int) -> list[int]:
+    """Which VLM layer each expert layer reads: evenly spaced, first to last (one expert layer: the last).
+
+    Args:
+        num_expert_layers: n >= 1.
+        num_vlm_layers: N >= 1.
+
+    Returns:
+        n VLM layer indices, e.g. n=2, N=4 -> [0, 3]; n=N -> [0, ..., N-1].
+    """
+    if num_expert_layers == 1:
+        return [num_vlm_layers - 1]
+    return [round(j * (num_vlm_layers - 1) / (num_expert_layers - 1)) for j in range(num_expert_layers)]
+
+
+def expert_width(width_ratio: float, hidden_size: int, multiple: int = 8) -> int:
+    """round(width_ratio * D) to a multiple of `multiple` (at least `multiple`)."""
+    return max(multiple, multiple * round(width_ratio * hidden_size / multiple))
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Llama's RoPE convention (halves rotated), cos/sin [B, T, head_dim], x [B, H, T, head_dim]."""
+    return x * cos[:, None] + _rotate_half(x) * sin[:, None]
+
+
+def rotary_tables(backbone: Any, positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin of the VLM's own rotary embedding at `positions`, so expert and prefix keys agree.
+
+    Uses the language model's `rotary_emb` module (it knows the checkpoint's RoPE type and scaling);
+    falls back to standard RoPE with the text config's rope_theta when there is none.
+
+    Args:
+        backbone: the VLMBackbone.
+        positions: [B, T] integer positions.
+        head_dim: per-head width.
+
+    Returns:
+        cos, sin: [B, T, head_dim] float32.
+    """
+    modules = [(n, m) for n, m in backbone.model.named_modules() if n.split(".")[-1] == "rotary_emb"]
+    text = [m for n, m in modules if "text" in n or "language" in n] or [m for _, m in modules]
+    if text:
+        probe = torch.zeros(1, device=positions.device, dtype=torch.float32)
+        cos, sin = text[0](probe, positions)
+        return cos.float(), sin.float()
+    config = backbone.model.config.get_text_config()
+    theta = (getattr(config, "rope_parameters", None) or {}).get("rope_theta") or getattr(config, "rope_theta", 1e4)
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)
+    angles = positions.float()[..., None] * inv_freq
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+class Pi0ExpertLayer(nn.Module):
+    """One expert layer: joint attention over [prefix K/V of `vlm_layer`; expert K/V], then a SwiGLU MLP."""
+
+    def __init__(self, width: int, dims: BackboneDims, mlp_hidden: int, vlm_layer: int) -> None:
+        super().__init__()
+        self.vlm_layer = vlm_layer
+        self.heads, self.kv_heads, self.head_dim = dims.num_attention_heads, dims.num_key_value_heads, dims.head_dim
+        self.attn_norm = nn.RMSNorm(width, eps=1e-6)
+        self.q = nn.Linear(width, self.heads * self.head_dim, bias=False)
+        self.k = nn.Linear(width, self.kv_heads * self.head_dim, bias=False)
+        self.v = nn.Linear(width, self.kv_heads * self.head_dim, bias=False)
+        self.o = nn.Linear(self.heads * self.head_dim, width, bias=False)
+        self.mlp_norm = nn.RMSNorm(width, eps=1e-6)
+        self.mlp = SwiGLU(width, mlp_hidden)
+
+    def forward(self, x: torch.Tensor, prefix_kv: tuple[torch.Tensor, torch.Tensor],
+                rotary: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        """Update the expert tokens.
+
+        Args:
+            x: [B, T, w] expert tokens.
+            prefix_kv: keys, values [B, KV, L, head_dim] of the VLM layer this layer reads.
+            rotary: cos, sin [B, T, head_dim] at the expert tokens' positions.
+            mask: [B, 1, T, L + T] bool, True where a query may attend.
+
+        Returns:
+            [B, T, w].
+        """
+        b, t, _ = x.shape
+        h = self.attn_norm(x)
+        q = self.q(h).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k(h).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v(h).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k = _apply_rotary(q, *rotary), _apply_rotary(k, *rotary)
+        k = torch.cat([prefix_kv[0].to(k.dtype), k], dim=2)
+        v = torch.cat([prefix_kv[1].to(v.dtype), v], dim=2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.heads != self.kv_heads)
+        x = x + self.o(out.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
+        return x + self.mlp(self.mlp_norm(x))
+
+
+@register_head("pi0")
+class Pi0Expert(FlowMatchingExpert):
+    """pi0-style action expert (see the module docstring); width round(width_ratio * D) to a multiple of 8."""
+
+    def __init__(self, config: VLAConfig, dims: BackboneDims) -> None:
+        super().__init__(config, dims)
+        options = config.pi0
+        self.width = expert_width(options.width_ratio, dims.hidden_size)
+        self.mask_language = options.mask_language
+        n = options.num_layers or dims.num_layers
+        mlp_hidden = int(round(options.mlp_ratio * self.width))
+        self.tokens = StateActionEncoder(config.state_dim, config.action_dim, self.width)
+        self.layers = nn.ModuleList(Pi0ExpertLayer(self.width, dims, mlp_hidden, m)
+                                    for m in vlm_layer_map(n, dims.num_layers))
+        self.norm = nn.RMSNorm(self.width, eps=1e-6)
+        self.action_out = nn.Linear(self.width, config.action_dim)
+
+    @property
+    def default_num_steps(self) -> int:
+        """options.num_steps (pi0: 10)."""
+        return self.config.pi0.num_steps
+
+    def encode_prefix(self, backbone: Any, prefix: Prefix) -> dict[str, Any]:
+        """One VLM forward with use_cache=True.
+
+        Returns:
+            {"kv": {vlm layer: (keys, values) [B, KV, L, head_dim]}, "keep": [B, L] bool visible prefix
+            tokens, "rotary": (cos, sin) [B, T, head_dim] at the expert tokens' positions}.
+        """
+        batch = {k: v for k, v in prefix.batch.items() if k != "labels"}
+        cache = backbone(batch, use_cache=True).past_key_values
+        wanted = {layer.vlm_layer for layer in self.layers}
+        kv = {i: (cache.layers[i].keys, cache.layers[i].values) for i in wanted}
+        keep = prefix_key_mask(prefix, self.mask_language, self._device())
+        # expert tokens take positions L, L+1, ... right after the prefix
+        b, length = keep.shape
+        n = self.tokens.num_state_tokens + self.config.chunk_size
+        positions = torch.arange(length, length + n, device=keep.device).expand(b, n)
+        return {"kv": kv, "keep": keep, "rotary": rotary_tables(backbone, positions, self.dims.head_dim)}
+
+    def _attention_mask(self, keep: torch.Tensor, num_tokens: int) -> torch.Tensor:
+        """[B, 1, T, L + T] bool: visible prefix tokens, then pi0's block-causal pattern among expert tokens."""
+        b = keep.shape[0]
+        expert = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=keep.device)
+        if self.tokens.num_state_tokens:
+            expert[0, 1:] = False  # the state token does not see the (noisy) actions
+        prefix = keep[:, None, None, :].expand(b, 1, num_tokens, keep.shape[1])
+        return torch.cat([prefix, expert.expand(b, 1, num_tokens, num_tokens)], dim=-1)
+
+    def velocity(self, context: dict[str, Any], prefix: Prefix, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Predicted velocity [B, T, A] of x_t [B, T, A] at times t [B], from the cached prefix K/V."""
+        x = self.tokens(prefix.state, x_t, t)
+        mask = self._attention_mask(context["keep"], x.shape[1])
+        for layer in self.layers:
+            x = layer(x, context["kv"][layer.vlm_layer], context["rotary"], mask)
+        return self.action_out(self.norm(x))[:, self.tokens.num_state_tokens:]

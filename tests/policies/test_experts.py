@@ -1,0 +1,199 @@
+"""The flow-matching action experts (pi0-style, GR00T-style) on the tiny VLM."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from vlm2vla.backbones import ChatExample, VLMBackbone, build_tiny_vlm
+from vlm2vla.policies.action_head import BackboneDims, Prefix, build_head
+from vlm2vla.policies.configuration import Gr00tOptions, Pi0Options, VLAConfig
+from vlm2vla.policies.flow_matching import euler_integrate, noisy_actions, sample_time, time_embedding
+from vlm2vla.policies.gr00t_expert import Gr00tExpert
+from vlm2vla.policies.pi0_expert import Pi0Expert, vlm_layer_map
+
+CORPUS = [f"pick up the {c} {o} and place it {w}" for c in ("red", "blue", "green")
+          for o in ("cube", "ball", "block") for w in ("left", "right", "in the bin")] * 10
+HEADS = ("pi0", "gr00t")
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory) -> VLMBackbone:
+    folder = build_tiny_vlm(tmp_path_factory.mktemp("tiny") / "vlm", CORPUS, vocab_size=512)
+    return VLMBackbone.from_pretrained(str(folder))
+
+
+def _config(head: str, **options) -> VLAConfig:
+    pi0 = Pi0Options(num_layers=2, **options) if head == "pi0" else Pi0Options()
+    gr00t = Gr00tOptions(num_layers=2, **options) if head == "gr00t" else Gr00tOptions()
+    return VLAConfig(head=head, chunk_size=4, action_dim=4, state_dim=3, pi0=pi0, gr00t=gr00t)
+
+
+def _head(backbone, head: str, seed: int = 0, **options):
+    torch.manual_seed(seed)
+    return build_head(_config(head, **options), BackboneDims.of(backbone)).eval()
+
+
+def _prefix(backbone, tasks: list[str], colors: list[str], seed: int = 0) -> Prefix:
+    examples = [ChatExample(images=[Image.new("RGB", (128, 128), c)], messages=[{"role": "user", "content": task}])
+                for task, c in zip(tasks, colors, strict=True)]
+    batch = backbone.collate(examples, add_generation_prompt=True)
+    image = batch["input_ids"] == backbone.processor.image_token_id
+    # a hand-made language mask: every real, non-image token (instruction and template alike)
+    language = batch["attention_mask"].bool() & ~image
+    state = torch.randn(len(tasks), 3, generator=torch.Generator().manual_seed(seed))
+    return Prefix(batch=batch, language_mask=language, state=state)
+
+
+def _noise(batch_size: int, seed: int = 1) -> torch.Tensor:
+    return torch.randn(batch_size, 4, 4, generator=torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------------------------------ flow matching
+def test_flow_matching_pieces():
+    from vlm2vla.policies.configuration import FlowMatchingOptions
+
+    t = sample_time(1000, FlowMatchingOptions(min_time=0.1))
+    assert t.shape == (1000,) and 0.1 <= t.min() and t.max() <= 1
+    actions, noise = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    x_t, u = noisy_actions(actions, noise, torch.tensor([0.0, 1.0]))
+    assert torch.equal(x_t[0], actions[0]) and torch.equal(x_t[1], noise[1]) and torch.equal(u, noise - actions)
+    # the exact velocity of the straight path takes noise back to the actions in any number of steps
+    assert torch.allclose(euler_integrate(lambda x, s: noise - actions, noise, 3), actions, atol=1e-5)
+    emb = time_embedding(torch.tensor([0.0, 0.5]), 16)
+    assert emb.shape == (2, 16) and torch.equal(emb[0, 8:], torch.ones(8))
+
+
+def test_layer_map_and_sizes(backbone):
+    assert vlm_layer_map(2, 4) == [0, 3] and vlm_layer_map(4, 4) == [0, 1, 2, 3] and vlm_layer_map(1, 30) == [29]
+    dims = BackboneDims.of(backbone)
+    pi0 = Pi0Expert(VLAConfig(head="pi0"), dims)
+    assert pi0.width == 128 and len(pi0.layers) == dims.num_layers
+    assert Gr00tExpert(VLAConfig(head="gr00t"), dims).width == 128
+
+
+# ------------------------------------------------------------------------------------------ both experts
+@pytest.mark.parametrize("head", HEADS)
+def test_shapes_and_loss(backbone, head):
+    expert = _head(backbone, head)
+    prefix = _prefix(backbone, ["pick up the red cube", "place it left"], ["red", "blue"])
+    assert expert.predict(backbone, prefix).shape == (2, 4, 4)
+    assert expert.predict(backbone, prefix, num_steps=2).shape == (2, 4, 4)
+    loss, metrics = expert.loss(backbone, prefix, torch.randn(2, 4, 4), torch.zeros(2, 4, dtype=torch.bool))
+    assert loss.ndim == 0 and torch.isfinite(loss) and set(metrics) == {"flow_mse"}
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_cached_prefix_matches_recomputed_prefix(backbone, head):
+    expert = _head(backbone, head)
+    _open_gates(expert)
+    prefix = _prefix(backbone, ["pick up the red cube", "place the blue ball in the bin"], ["red", "green"])
+    noise = _noise(2)
+    cached = expert.predict(backbone, prefix, noise=noise)
+    fresh = expert.predict(backbone, prefix, noise=noise, cache_prefix=False)
+    assert torch.allclose(cached, fresh, atol=1e-5)
+    assert not torch.allclose(cached, noise)  # the steps did move the sample
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_padding_does_not_change_a_rows_actions(backbone, head):
+    expert = _head(backbone, head)
+    _open_gates(expert)
+    alone = _prefix(backbone, ["pick up the red cube"], ["red"])
+    both = _prefix(backbone, ["pick up the red cube", "place the green block in the bin on the right now"],
+                   ["red", "blue"])
+    both.state[0] = alone.state[0]
+    assert both.batch["attention_mask"][0].sum() < both.batch["attention_mask"].shape[1]  # row 0 is padded
+    noise = _noise(2)
+    single = expert.predict(backbone, alone, noise=noise[:1])
+    batched = expert.predict(backbone, both, noise=noise)
+    assert torch.allclose(single[0], batched[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_masked_language_is_invisible(backbone, head):
+    """Perturbing the prefix at language positions changes nothing with mask_language, something without."""
+    prefix = _prefix(backbone, ["pick up the red cube", "place it left"], ["red", "blue"])
+    noise = _noise(2)
+    changed = {}
+    for mask_language in (True, False):
+        expert = _head(backbone, head, mask_language=mask_language)
+        _open_gates(expert)
+        clean = expert.predict(backbone, prefix, noise=noise)
+        encode = expert.encode_prefix
+
+        def perturbed(bb, pf, encode=encode):
+            context = encode(bb, pf)
+            lang = pf.language_mask
+            if "kv" in context:  # pi0: keys/values [B, KV, L, hd] of every read layer
+                context["kv"] = {i: tuple(x + 5 * lang[:, None, :, None] * torch.randn_like(x) for x in kv)
+                                 for i, kv in context["kv"].items()}
+            else:  # gr00t: projected features [B, L, w]
+                context["features"] = context["features"] + 5 * lang[..., None] * torch.randn_like(
+                    context["features"])
+            return context
+
+        expert.encode_prefix = perturbed
+        changed[mask_language] = (expert.predict(backbone, prefix, noise=noise) - clean).abs().max().item()
+    assert changed[True] < 1e-6 < 1e-3 < changed[False]
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_loss_falls_on_a_fixed_batch(backbone, head):
+    expert = _head(backbone, head).train()
+    prefix = _prefix(backbone, ["pick up the red cube", "place it left"], ["red", "blue"])
+    actions = torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(3))
+    is_pad = torch.tensor([[False] * 4, [False, False, True, True]])
+    frozen = [p.requires_grad_(False) for p in backbone.parameters()]
+    try:
+        optimizer = torch.optim.Adam(expert.parameters(), lr=3e-3)
+        losses = []
+        for _ in range(40):
+            torch.manual_seed(0)  # the same noise and times each step: a fixed objective that must fall
+            loss, _ = expert.loss(backbone, prefix, actions, is_pad)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.6 * first, losses
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_gradients_reach_the_backbone(backbone, head):
+    expert = _head(backbone, head).train()
+    _open_gates(expert)
+    prefix = _prefix(backbone, ["pick up the red cube"], ["red"])
+    backbone.zero_grad()
+    loss, _ = expert.loss(backbone, prefix, torch.randn(1, 4, 4), torch.zeros(1, 4, dtype=torch.bool))
+    loss.backward()
+    layers = [p for n, p in backbone.model.named_parameters() if "text_model.layers" in n]
+    assert layers and any(p.grad is not None and p.grad.abs().sum() > 0 for p in layers)
+    backbone.zero_grad()
+
+
+def test_padded_steps_carry_no_loss(backbone):
+    expert = _head(backbone, "pi0")
+    prefix = _prefix(backbone, ["pick up the red cube"], ["red"])
+    actions = torch.randn(1, 4, 4)
+    is_pad = torch.tensor([[False, False, True, True]])
+    torch.manual_seed(5)
+    a, _ = expert.loss(backbone, prefix, actions, is_pad)
+    torch.manual_seed(5)
+    b, _ = expert.loss(backbone, prefix, torch.cat([actions[:, :2], 100 + actions[:, 2:]], dim=1), is_pad)
+    assert torch.allclose(a, b)
+
+
+def _open_gates(expert) -> None:
+    """GR00T's AdaLN-zero blocks start as the identity (blind to the VLM); give them random modulation."""
+    if isinstance(expert, Gr00tExpert):
+        generator = torch.Generator().manual_seed(7)
+        with torch.no_grad():
+            for block in expert.blocks:
+                block.ada.weight.copy_(0.05 * torch.randn(block.ada.weight.shape, generator=generator))
+                block.ada.bias.copy_(0.5 + 0.05 * torch.randn(block.ada.bias.shape, generator=generator))
+
