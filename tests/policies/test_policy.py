@@ -76,7 +76,9 @@ def test_save_load_gives_identical_actions(policy, eval_batch, tmp_path):
     with torch.no_grad():
         policy.head.decoder[-1].bias.add_(0.3)  # not the init, so a lost weight would show
     batch = eval_batch(3)
+    policy.train()
     before = policy.predict_action_chunk(batch)
+    assert policy.training  # predicting mid-training leaves the mode as it was
     assert before.shape == (3, 4, 4)
     policy.save_pretrained(tmp_path / "policy")
     policy.save_pretrained(tmp_path / "policy")  # replacing an existing folder works too

@@ -164,9 +164,13 @@ class VLAPolicy(nn.Module):
         Returns:
             [B, chunk_size, action_dim] float tensor (on the model's device).
         """
-        self.eval()
-        batch = self.collator()(observation_items(observations))
-        chunk = self.head.predict(self.backbone, self._prefix(batch), noise=noise, num_steps=num_steps)
+        was_training = self.training
+        self.eval()  # no dropout; restored after, so calling this mid-training leaves training mode alone
+        try:
+            batch = self.collator()(observation_items(observations))
+            chunk = self.head.predict(self.backbone, self._prefix(batch), noise=noise, num_steps=num_steps)
+        finally:
+            self.train(was_training)
         return self.normalizer.unnormalize(ACTION_KEY, chunk.float())
 
     @property
