@@ -156,7 +156,7 @@ def validate(policy: Any, dataset: torch.utils.data.Dataset, indices: list[int],
                 parts[key] = parts.get(key, 0.0) + float(value) * len(items)
             truth = torch.stack([it["action"] for it in items]).float()  # [B, chunk, A], dataset units
             noise = torch.randn(truth.shape, generator=gen)
-            pred = policy.predict_action_chunk(_observations(items, device), noise=noise.to(device)).float().cpu()
+            pred = policy.predict_action_chunk(_observations(items), noise=noise.to(device)).float().cpu()
             valid = (~torch.stack([it["action_is_pad"] for it in items]))[..., None].float()  # [B, chunk, 1]
             abs_sum += float(((pred - truth).abs() * valid).sum())
             sq_sum += float(((pred - truth) ** 2 * valid).sum())
@@ -169,12 +169,15 @@ def validate(policy: Any, dataset: torch.utils.data.Dataset, indices: list[int],
     return out
 
 
-def _observations(items: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
-    """A batched observation dict (LeRobot names: images, state, task) from dataset items."""
+def _observations(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batched observation dict (LeRobot names: images, state, task) from dataset items.
+
+    It stays on the CPU: the policy's collator turns it into a prompt batch there, as at evaluation.
+    """
     obs: dict[str, Any] = {"task": [it["task"] for it in items]}
-    for key, value in items[0].items():
+    for key in items[0]:
         if key.startswith("observation."):
-            obs[key] = torch.stack([it[key] for it in items]).to(device)
+            obs[key] = torch.stack([it[key] for it in items])
     return obs
 
 

@@ -19,20 +19,19 @@ gradient clipping and accumulation. Outputs in the run directory:
     policy/               the final policy (VLAPolicy.from_pretrained loads it)
 
 Re-running with the same run_dir resumes from the newest checkpoint exactly (see session.py, whose
-structure this mirrors). Data, validation and the model-folder helpers live in policy_data.py.
+structure this mirrors). The optimizer step is in policy_loop.py; the episode split, the RAM frame
+cache and validation are in policy_data.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm import tqdm
@@ -45,9 +44,10 @@ from vlm2vla.training import checkpoint as ckpt
 from vlm2vla.training import policy_data
 from vlm2vla.training.config import MIXED_PRECISION, LoraOptions
 from vlm2vla.training.data import make_stream
-from vlm2vla.training.loop import StepStats, Trainer, build_optimizer, build_scheduler, make_accelerator, total_steps
+from vlm2vla.training.loop import build_optimizer, build_scheduler, make_accelerator, total_steps
 from vlm2vla.training.metrics import MetricsWriter, read_metrics
 from vlm2vla.training.model_setup import add_lora, count_parameters
+from vlm2vla.training.policy_loop import PolicyStepStats, PolicyTrainer
 from vlm2vla.training.session import resume_from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -152,80 +152,6 @@ class TrainPolicyConfig:
 
 
 @dataclass
-class PolicyStepStats(StepStats):
-    """StepStats with a sample-weighted mean loss and the head's per-part losses."""
-
-    parts: dict[str, float] = field(default_factory=dict)
-
-    def record(self, step: int, lr: float) -> dict[str, Any]:
-        """The metrics line: loss and per-part losses are means over the samples of these steps."""
-        out = super().record(step, lr)  # loss = loss_sum / tokens, where tokens counts samples here
-        del out["tokens"]
-        out.update({f"loss_{k}": v / max(1, self.tokens) for k, v in self.parts.items() if k != "loss"})
-        return out
-
-
-class PolicyTrainer(Trainer):
-    """loop.Trainer (batch fetching, resumable state) with the policy's mean-over-batch loss.
-
-    Each micro-batch loss is the policy's batch mean; dividing by grad_accum makes the step's gradient
-    the mean over its micro-batches, and DDP averages over processes.
-    """
-
-    wall_time_s: float = 0.0  # training time over every invocation of the run (kept in checkpoints)
-
-    def _fetch(self) -> tuple[list[dict[str, Any]], float]:
-        batches, waited = [], 0.0
-        for _ in range(self.cfg.grad_accum):
-            start = time.perf_counter()
-            batch = next(self.stream)
-            waited += time.perf_counter() - start
-            batches.append(policy_data.to_device(batch, self.accelerator.device))  # nested prefix dict too
-        return batches, waited
-
-    def train_step(self, stats: PolicyStepStats) -> None:  # type: ignore[override]
-        """One optimizer step over grad_accum micro-batches; adds its figures to `stats`."""
-        start = time.perf_counter()
-        batches, waited = self._fetch()
-        acc = self.accelerator
-        self.model.train()
-        local = torch.zeros((), device=acc.device)
-        parts: dict[str, float] = {}
-        for i, batch in enumerate(batches):
-            with acc.no_sync(self.model) if i < len(batches) - 1 else contextlib.nullcontext():
-                loss, metrics = self.model(batch)
-                acc.backward(loss / len(batches))
-            local += loss.detach() / len(batches)
-            for key, value in metrics.items():
-                parts[key] = parts.get(key, 0.0) + float(value) / len(batches)
-        if self.cfg.max_grad_norm > 0:
-            stats.grad_norms.append(float(acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)))
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        samples = self.cfg.batch_size * self.cfg.grad_accum * acc.num_processes
-        self.step += 1
-        self.samples_seen += samples
-        stats.loss_sum += float(acc.reduce(local, reduction="mean")) * samples
-        for key, value in parts.items():  # main process's parts (a logging figure, not reduced)
-            stats.parts[key] = stats.parts.get(key, 0.0) + value * samples
-        stats.tokens, stats.samples, stats.steps = stats.tokens + samples, stats.samples + samples, stats.steps + 1
-        elapsed = time.perf_counter() - start
-        stats.seconds += elapsed
-        stats.data_seconds += waited
-        self.wall_time_s += elapsed
-
-    def state(self) -> dict[str, Any]:
-        """loop.Trainer's state plus the accumulated training time."""
-        return {**super().state(), "wall_time_s": self.wall_time_s}
-
-    def load(self, state: dict[str, Any]) -> None:
-        """Continue from a checkpoint's trainer state."""
-        super().load(state)
-        self.wall_time_s = float(state.get("wall_time_s", 0.0))
-
-
-@dataclass
 class PolicyParts:
     """Everything a run builds before its first step."""
 
@@ -237,6 +163,7 @@ class PolicyParts:
     val_indices: list[int]
     total_steps: int
     run_dir: Path
+    parameters: dict[str, int]  # trainable / total / new, counted before LoRA is merged away
 
 
 def train_policy(cfg: TrainPolicyConfig, run: Run, stop_after: int | None = None) -> dict[str, Any]:
@@ -296,12 +223,13 @@ def build_parts(cfg: TrainPolicyConfig, run: Run) -> PolicyParts:
     acc.register_for_checkpointing(scheduler)
     trainer = PolicyTrainer(cfg, acc, model, optimizer, scheduler, stream)
     val_indices = policy_data.validation_indices(len(val_set), cfg.val_max_samples) if val_set else []
+    params = _parameter_counts(policy)
     if acc.is_main_process:
         run.update(inputs={"data": cfg.data, "model": cfg.model}, metrics={
-            "parameters": _parameter_counts(policy), "train_episodes": len(train_eps),
+            "parameters": params, "train_episodes": len(train_eps),
             "val_episodes": len(val_eps), "train_frames": len(train_set), "total_steps": steps,
             "processes": acc.num_processes})
-    return PolicyParts(acc, policy, peft_model, trainer, val_set, val_indices, steps, run.dir)
+    return PolicyParts(acc, policy, peft_model, trainer, val_set, val_indices, steps, run.dir, params)
 
 
 def build_policy(cfg: TrainPolicyConfig, reader: Any) -> tuple[Any, Any]:
@@ -316,14 +244,17 @@ def build_policy(cfg: TrainPolicyConfig, reader: Any) -> tuple[Any, Any]:
     """
     from vlm2vla.policies.policy import VLAPolicy
 
+    # check_dataset reads only the config, so it runs before the (slow) backbone load and before build,
+    # whose normaliser would otherwise trip over a wrong-sized stats entry with a vaguer message.
+    VLAPolicy.check_dataset(SimpleNamespace(config=cfg.policy), reader.features, str(cfg.data))
     backbone = load_policy_backbone(cfg)
     policy = VLAPolicy.build(cfg.policy, backbone, reader.stats)
-    policy.check_dataset(reader.features, str(cfg.data))
-    peft_model = add_lora(backbone.model, cfg.lora) if cfg.lora.enabled else None
+    # Freeze first: `freeze` names base weights, and LoRA adapters (added after) always train.
     if "vlm" in cfg.freeze:
         backbone.requires_grad_(False)
     else:
         backbone.freeze(cfg.freeze)
+    peft_model = add_lora(backbone.model, cfg.lora) if cfg.lora.enabled else None
     return policy, peft_model
 
 
@@ -338,8 +269,8 @@ def load_policy_backbone(cfg: TrainPolicyConfig) -> Any:
     except VLMLoadError as err:
         raise ValueError(f"Cannot load model {cfg.model!r}: {err}") from err
     except OSError as err:
-        raise ValueError(f"Cannot load model {cfg.model!r} ({type(err).__name__}: {err}). Pass a VLM folder "
-                         "written by save_pretrained (e.g. runs/pretrain/model) or a hub id in the local cache.") from err
+        raise ValueError(f"Cannot load model {cfg.model!r} ({type(err).__name__}: {err}). Pass a VLM folder written "
+                         "by save_pretrained (e.g. runs/pretrain/model) or a hub id in the local cache.") from err
 
 
 def _parameter_counts(policy: Any) -> dict[str, int]:
@@ -427,7 +358,7 @@ def _final_metrics(parts: PolicyParts, run_dir: Path, vals: dict[str, Any]) -> d
     out: dict[str, Any] = {
         "steps": parts.trainer.step, "samples_seen": parts.trainer.samples_seen,
         "final_loss": records[-1]["loss"] if records else None,
-        "parameters": _parameter_counts(parts.policy), "wall_time_s": round(parts.trainer.wall_time_s, 2),
+        "parameters": parts.parameters, "wall_time_s": round(parts.trainer.wall_time_s, 2),
     }
     if vals:
         last = vals[max(vals, key=int)]
