@@ -90,8 +90,8 @@ def test_cached_prefix_matches_recomputed_prefix(backbone, head):
     _open_gates(expert)
     prefix = _prefix(backbone, ["pick up the red cube", "place the blue ball in the bin"], ["red", "green"])
     noise = _noise(2)
-    cached = expert.predict(backbone, prefix, noise=noise)
-    fresh = expert.predict(backbone, prefix, noise=noise, cache_prefix=False)
+    cached = expert.predict(backbone, prefix, noise=noise, num_steps=4)
+    fresh = expert.predict(backbone, prefix, noise=noise, num_steps=4, cache_prefix=False)
     assert torch.allclose(cached, fresh, atol=1e-5)
     assert not torch.allclose(cached, noise)  # the steps did move the sample
 
@@ -146,6 +146,10 @@ def test_loss_falls_on_a_fixed_batch(backbone, head):
     actions = torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(3))
     is_pad = torch.tensor([[False] * 4, [False, False, True, True]])
     frozen = [p.requires_grad_(False) for p in backbone.parameters()]
+    # the backbone is frozen, so its output is the same every step: compute it once to keep the test fast
+    with torch.no_grad():
+        context = expert.encode_prefix(backbone, prefix)
+    expert.encode_prefix = lambda *_: context
     try:
         optimizer = torch.optim.Adam(expert.parameters(), lr=3e-3)
         losses = []
@@ -178,6 +182,7 @@ def test_gradients_reach_the_backbone(backbone, head):
 
 def test_padded_steps_carry_no_loss(backbone):
     expert = _head(backbone, "pi0")
+    expert.velocity = lambda context, prefix, x_t, t: torch.zeros_like(x_t)  # loss = mean |noise - actions|^2
     prefix = _prefix(backbone, ["pick up the red cube"], ["red"])
     actions = torch.randn(1, 4, 4)
     is_pad = torch.tensor([[False, False, True, True]])
@@ -185,7 +190,7 @@ def test_padded_steps_carry_no_loss(backbone):
     a, _ = expert.loss(backbone, prefix, actions, is_pad)
     torch.manual_seed(5)
     b, _ = expert.loss(backbone, prefix, torch.cat([actions[:, :2], 100 + actions[:, 2:]], dim=1), is_pad)
-    assert torch.allclose(a, b)
+    assert torch.allclose(a, b) and a < 100
 
 
 def _open_gates(expert) -> None:
