@@ -202,3 +202,21 @@ def _open_gates(expert) -> None:
                 block.ada.weight.copy_(0.05 * torch.randn(block.ada.weight.shape, generator=generator))
                 block.ada.bias.copy_(0.5 + 0.05 * torch.randn(block.ada.bias.shape, generator=generator))
 
+
+
+def test_expert_rope_matches_the_vlms_cached_keys(backbone):
+    """Rotating layer 0's keys with the expert's RoPE at positions 0..L-1 reproduces the VLM's cached keys."""
+    from vlm2vla.policies.pi0_expert import _apply_rotary, rotary_tables
+
+    prefix = _prefix(backbone, ["pick up the red cube", "place the blue ball in the bin"], ["red", "green"])
+    batch = {k: v for k, v in prefix.batch.items() if k != "labels"}
+    with torch.no_grad():
+        out = backbone(batch, use_cache=True, output_hidden_states=True)
+        layer = backbone.model.model.text_model.layers[0]
+        dims = BackboneDims.of(backbone)
+        b, length, _ = out.hidden_states[0].shape
+        keys = layer.self_attn.k_proj(layer.input_layernorm(out.hidden_states[0]))
+        keys = keys.view(b, length, dims.num_key_value_heads, dims.head_dim).transpose(1, 2)
+        positions = torch.arange(length).expand(b, length)
+        rotated = _apply_rotary(keys, *rotary_tables(backbone, positions, dims.head_dim))
+    assert torch.allclose(rotated, out.past_key_values.layers[0].keys, atol=1e-5)

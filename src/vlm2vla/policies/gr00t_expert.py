@@ -69,7 +69,8 @@ class DiTBlock(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(width, elementwise_affine=False, eps=1e-6) for _ in range(3))
         self.self_attn = Attention(width, num_heads)
         self.cross_attn = Attention(width, num_heads)
-        self.mlp = nn.Sequential(nn.Linear(width, mlp_hidden), nn.GELU(approximate="tanh"), nn.Linear(mlp_hidden, width))
+        self.mlp = nn.Sequential(nn.Linear(width, mlp_hidden), nn.GELU(approximate="tanh"),
+                                 nn.Linear(mlp_hidden, width))
         self.ada = nn.Linear(width, 9 * width)
         nn.init.zeros_(self.ada.weight)
         nn.init.zeros_(self.ada.bias)
