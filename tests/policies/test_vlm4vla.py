@@ -55,7 +55,7 @@ def test_loss_falls_on_a_fixed_batch(tiny_backbone, vla_config, fake_stats, make
 def test_predicted_gripper_is_plus_or_minus_one(tiny_backbone, vla_config, fake_stats, make_items):
     policy = VLAPolicy.build(vla_config, tiny_backbone, fake_stats)
     batch = policy.collator()(make_items(2))
-    chunk = policy.head.predict(policy.backbone, policy._prefix(batch))
+    chunk = policy.head.predict(policy.backbone, policy.prefix(batch))
     assert chunk.shape == (2, 4, 4)
     assert set(chunk[..., 3].unique().tolist()) <= {-1.0, 1.0}
 

@@ -139,7 +139,7 @@ class VLAPolicy(nn.Module):
                                    f"chunk_size={self.config.chunk_size}; build the dataset with "
                                    f"action_chunk={self.config.chunk_size}")
         device = self.device
-        loss, parts = self.head.loss(self.backbone, self._prefix(collated), actions.to(device),
+        loss, parts = self.head.loss(self.backbone, self.prefix(collated), actions.to(device),
                                      collated["action_is_pad"].to(device))
         logs = {"loss": float(loss.detach())}
         logs.update({k: float(v) for k, v in parts.items()})
@@ -168,7 +168,7 @@ class VLAPolicy(nn.Module):
         self.eval()  # no dropout; restored after, so calling this mid-training leaves training mode alone
         try:
             batch = self.collator()(observation_items(observations))
-            chunk = self.head.predict(self.backbone, self._prefix(batch), noise=noise, num_steps=num_steps)
+            chunk = self.head.predict(self.backbone, self.prefix(batch), noise=noise, num_steps=num_steps)
         finally:
             self.train(was_training)
         return self.normalizer.unnormalize(ACTION_KEY, chunk.float())
@@ -178,7 +178,8 @@ class VLAPolicy(nn.Module):
         """Device of the backbone's weights."""
         return self.backbone.model.device
 
-    def _prefix(self, collated: dict[str, Any]) -> Prefix:
+    def prefix(self, collated: dict[str, Any]) -> Prefix:
+        """The head's view of a collated batch: prompt batch, language mask and state on the model's device."""
         device = self.device
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collated["prefix"].items()}
         state = collated.get("state")

@@ -1,0 +1,169 @@
+"""Policy inference latency per action chunk: cached VLM prefix vs recomputing it, per head and size.
+
+    python benchmarks/bench_policy.py [--arch tiny smolvlm-256m] [--heads vlm4vla pi0 gr00t]
+                                      [--batch 1 8] [--repeats 10] [--threads 2]
+
+Two architectures with random weights (latency does not depend on the weights):
+
+    tiny           the built-in default (Idefics3, 4 x 256 Llama, 128 px, 16 image tokens)
+    smolvlm-256m   SmolVLM-256M's shapes: Llama 30 x 576 (9 heads, 3 KV heads, MLP 1536, vocab 49280),
+                   SigLIP 12 x 768 on 16 px patches at 512 px, pixel shuffle x4 -> 64 image tokens
+                   (one 512 px crop: the simulator frame upscaled, no image splitting)
+
+For each head it prints, in milliseconds per call of `batch` observations:
+
+    prefix     one VLM forward over the prompt (images + instruction) — the unit the targets use
+    chunk      head.predict with the prefix computed once (pi0: 10 Euler steps over cached K/V)
+    recompute  the same with the prefix recomputed at every Euler step (flow heads only)
+    e2e        policy.predict_action_chunk: collate (image processing, tokenising) + chunk
+
+and the ratios chunk/prefix (target for the 10-step pi0 chunk: <= 1.5) and recompute/chunk, chunks
+per second end to end, and peak resident memory while predicting (CPU: VmHWM after resetting it;
+CUDA: max allocated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vlm2vla.backbones import VLMBackbone, build_tiny_vlm
+from vlm2vla.backbones.testing import idefics3_parts, save_random_model
+from vlm2vla.policies import VLAConfig, VLAPolicy
+
+logger = logging.getLogger("bench_policy")
+HEADS = ("vlm4vla", "pi0", "gr00t")
+
+
+def corpus(n: int = 2000, seed: int = 0) -> list[str]:
+    """Instruction-like sentences for the throwaway tokenizer."""
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(1500)] + "pick place the red blue cube drawer open close left right".split()
+    return [" ".join(rng.choice(words) for _ in range(12)) for _ in range(n)]
+
+
+def build_arch(name: str, folder: Path) -> Path:
+    """Save a random-weight VLM of the named architecture into `folder`."""
+    if name == "tiny":
+        return build_tiny_vlm(folder, corpus())
+    if name != "smolvlm-256m":
+        raise ValueError(f"unknown arch {name!r}; choose tiny or smolvlm-256m")
+    config, processor = idefics3_parts(corpus(), image_size=512, vocab_size=2048, text_hidden=576, text_layers=30,
+                                       vision_hidden=768, vision_layers=12, patch_size=16, scale_factor=4)
+    text, vision = config.text_config, config.vision_config
+    text.intermediate_size, text.num_attention_heads, text.num_key_value_heads, text.head_dim = 1536, 9, 3, 64
+    text.vocab_size = 49280  # SmolVLM's embedding table; the throwaway tokenizer uses only its first ids
+    vision.intermediate_size, vision.num_attention_heads = 3072, 12
+    return save_random_model(config, processor, folder)
+
+
+def fake_stats(action_dim: int = 4, state_dim: int = 4) -> dict:
+    """Dataset stats in LeRobot's layout (the normaliser needs them; values do not matter here)."""
+    def entry(d: int) -> dict:
+        return {"mean": [0.0] * d, "std": [1.0] * d, "min": [-1.0] * d, "max": [1.0] * d,
+                "q01": [-1.0] * d, "q99": [1.0] * d}
+    return {"observation.state": entry(state_dim), "action": entry(action_dim)}
+
+
+def observations(batch: int, size: int = 128) -> dict:
+    """An eval-style observation batch of simulator-sized frames."""
+    rng = np.random.default_rng(0)
+    return {"observation.images.corner2": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
+            "observation.state": rng.standard_normal((batch, 4)).astype(np.float32),
+            "task": ["open the drawer"] * batch}
+
+
+def timed(fn: Callable[[], object], repeats: int) -> float:
+    """Mean milliseconds of `fn()` after one warm-up call."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats * 1000
+
+
+def reset_peak() -> None:
+    """Restart peak-memory tracking (CPU: the kernel's VmHWM via clear_refs; CUDA: torch's counter)."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux: the figure is the peak since start
+
+
+def peak_mb() -> float:
+    """Peak memory since `reset_peak` in MiB (CPU: resident set; CUDA: allocated)."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_head(backbone: VLMBackbone, head: str, batch: int, repeats: int) -> dict:
+    """Latency figures of one head on one backbone."""
+    torch.manual_seed(0)
+    policy = VLAPolicy.build(VLAConfig(head=head), backbone, fake_stats()).eval()
+    obs = observations(batch)
+    prefix = policy.prefix(policy.collator()(
+        [{"observation.images.corner2": obs["observation.images.corner2"][i],
+          "observation.state": obs["observation.state"][i], "task": obs["task"][i]} for i in range(batch)]))
+    flow = head != "vlm4vla"
+    out: dict[str, float] = {}
+    with torch.no_grad():
+        out["prefix"] = timed(lambda: backbone(prefix.batch, use_cache=flow), repeats)
+        out["chunk"] = timed(lambda: policy.head.predict(backbone, prefix), repeats)
+        if flow:
+            out["recompute"] = timed(lambda: policy.head.predict(backbone, prefix, cache_prefix=False),
+                                     max(1, repeats // 3))
+        reset_peak()
+        out["e2e"] = timed(lambda: policy.predict_action_chunk(obs), repeats)
+        out["peak_mb"] = peak_mb()
+    out["new_params"] = policy.head.new_parameter_count()
+    return out
+
+
+def main() -> None:
+    """Build each architecture and time each head."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--arch", nargs="+", default=["tiny", "smolvlm-256m"])
+    parser.add_argument("--heads", nargs="+", default=list(HEADS))
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("vlm2vla").setLevel(logging.WARNING)
+    torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for arch in args.arch:
+        with tempfile.TemporaryDirectory() as tmp:
+            backbone = VLMBackbone.from_pretrained(str(build_arch(arch, Path(tmp) / arch)))
+        backbone.model.to(device)
+        logger.info("== %s: %.1fM params, %s, %d threads", arch, backbone.model.num_parameters() / 1e6, device,
+                    args.threads)
+        logger.info("%-8s %5s %9s %9s %9s %9s %11s %13s %9s %9s %10s", "head", "batch", "prefix", "chunk", "recompute",
+                    "e2e", "chunk/prefix", "recompute/chunk", "chunks/s", "peak MiB", "new params")
+        for head in args.heads:
+            for batch in args.batch:
+                r = bench_head(backbone, head, batch, args.repeats)
+                rec = r.get("recompute", float("nan"))
+                logger.info("%-8s %5d %9.1f %9.1f %9.1f %9.1f %11.2f %13.2f %9.1f %9.0f %10d", head, batch,
+                            r["prefix"], r["chunk"], rec, r["e2e"], r["chunk"] / r["prefix"], rec / r["chunk"],
+                            batch / r["e2e"] * 1000, r["peak_mb"], r["new_params"])
+        del backbone
+
+
+if __name__ == "__main__":
+    main()
