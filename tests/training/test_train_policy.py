@@ -189,6 +189,23 @@ def test_nothing_to_train(tmp_path, vlm_dir, robot_data, monkeypatch):
         build_parts(cfg, Run.open(cfg.run_dir, "train-policy", cfg))
 
 
+def test_split_episodes_is_deterministic_and_keeps_training_data():
+    from vlm2vla.training.policy_data import split_episodes
+
+    train, val = split_episodes(20, 0.1, seed=0)
+    assert len(val) == 2 and sorted(train + val) == list(range(20))
+    assert split_episodes(20, 0.1, seed=0) == (train, val) and split_episodes(20, 0.1, seed=1) != (train, val)
+    assert len(split_episodes(20, 3, seed=0)[1]) == 3 and split_episodes(20, 0, seed=0)[1] == []
+    assert len(split_episodes(3, 0.01, seed=0)[1]) == 1  # a positive fraction holds out at least one
+    with pytest.raises(ValueError, match="none to train on"):
+        split_episodes(2, 2, seed=0)
+
+
+def test_shipped_recipe_loads():
+    cfg = load_config(TrainPolicyConfig, "train_policy_tiny")
+    assert cfg.policy.cameras == ("corner2",) and 16 <= cfg.batch_size <= 32 and cfg.init == "pretrained"
+
+
 def test_cli_help_lists_fields(capsys):
     from vlm2vla.cli import main
 

@@ -88,20 +88,17 @@ def _decode_frames(reader: LeRobotDatasetReader, episodes: list[int], keys: tupl
     frames = sum(int(reader.episodes[e]["length"]) for e in episodes)
     need = sum(frames * math.prod(reader.features[k]["shape"]) for k in keys)
     log.info("Caching %d frames x %d camera(s) in RAM as uint8: %.1f MiB", frames, len(keys), need / 2**20)
-    out = {k: np.empty((frames, *_hwc(reader.features[k]["shape"])), dtype=np.uint8) for k in keys}
+    out: dict[str, np.ndarray] = {}
     start = 0
     for e in episodes:  # sorted, as RobotEpisodeDataset orders its frames
         episode = reader.load_episode(e)
         length = int(reader.episodes[e]["length"])
         for k in keys:
+            if k not in out:  # sized from decoded frames: [H, W, 3] whatever order the feature's shape lists
+                out[k] = np.empty((frames, *episode[k].shape[1:]), dtype=np.uint8)
             out[k][start:start + length] = episode[k]
         start += length
     return out
-
-
-def _hwc(shape: list[int]) -> tuple[int, int, int]:
-    """LeRobot image shapes are [H, W, C] (names height, width, channels)."""
-    return int(shape[0]), int(shape[1]), int(shape[2])
 
 
 def policy_dataset(reader: LeRobotDatasetReader, episodes: list[int], action_chunk: int,

@@ -205,7 +205,8 @@ def build_parts(cfg: TrainPolicyConfig, run: Run) -> PolicyParts:
 
     acc = make_accelerator(cfg)
     if acc.num_processes > 1:
-        # The policy leaves parts of the VLM unused (its LM head, for one); DDP must not wait for their grads.
+        # Some heads leave trainable VLM weights out of the loss (the pi0-style expert reads only keys and
+        # values, so the last layer's output path gets no gradient); DDP must not wait for those gradients.
         acc.ddp_handler = DistributedDataParallelKwargs(find_unused_parameters=True)
     set_seed(cfg.seed)  # head init, LoRA adapters, dropout; data order and the split have their own seeds
     reader = LeRobotDatasetReader.open(cfg.data)  # DatasetFormatError names the missing / bad file
@@ -233,7 +234,7 @@ def build_parts(cfg: TrainPolicyConfig, run: Run) -> PolicyParts:
 
 
 def build_policy(cfg: TrainPolicyConfig, reader: Any) -> tuple[Any, Any]:
-    """Backbone (pretrained or scratch) -> VLAPolicy with the dataset's stats -> LoRA -> frozen groups.
+    """Backbone (pretrained or scratch) -> VLAPolicy with the dataset's stats -> frozen groups -> LoRA.
 
     Returns:
         (policy, peft wrapper or None).
