@@ -9,13 +9,16 @@ SMALL = ["embed.batch_size=8", "embed.num_workers=0", "embed.frames_per_episode=
          "midtrain.eval.max_samples_per_source=2", "select.fraction=0.3",
          "collect.episodes_per_task=2", "pool.embedded.samples_per_source=30", "pool.embedded.sim_episodes_per_task=1",
          "pretrain.max_steps=5", "pretrain.batch_size=4", "pretrain.eval.max_samples_per_source=4",
-         "pretrain.num_workers=0", "eval.episodes_per_task=1", "eval.tasks=[reach-v3]", "eval.video_episodes=0"]
+         "pretrain.num_workers=0", "eval.episodes_per_task=1", "eval.tasks=[reach-v3]", "eval.video_episodes=0",
+         "train_policy.max_steps=3", "train_policy.batch_size=4", "train_policy.num_workers=0",
+         "eval.sim.max_episode_steps=40"]
 
 
 def test_demo_runs_every_stage_and_resumes(tmp_path):
     root = tmp_path / "demo"
     assert main(["demo", "--config", "demo", f"run_dir={root}", *SMALL]) == 0
-    for stage in ("collect", "pool", "pretrain", "embed", "gap", "select", "midtrain", "eval-expert", "eval-random"):
+    for stage in ("collect", "pool", "pretrain", "embed", "gap", "select", "midtrain", "train-policy", "eval-expert",
+                  "eval-random", "eval-vla"):
         manifest = json.loads((root / stage / "manifest.json").read_text())
         assert manifest["status"] == "complete", stage
     assert (root / "pretrain" / "model" / "config.json").is_file()
@@ -25,6 +28,8 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
     assert (root / "select" / "mixture.jsonl").stat().st_size > 0
     expert = json.loads((root / "eval-expert" / "results.json").read_text())
     assert expert["overall"]["success_rate"] == 1.0
+    assert (root / "train-policy" / "policy" / "policy_config.json").is_file()
+    assert "| task / split | expert | random | vla |" in summary and "## VLA policy" in summary
     # A second run finds every stage done and only rewrites the summary.
     assert main(["demo", "--config", "demo", f"run_dir={root}", *SMALL]) == 0
     assert json.loads((root / "collect" / "manifest.json").read_text())["resumed"] == 1

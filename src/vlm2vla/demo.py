@@ -11,11 +11,13 @@ re-run on its own with `--config runs/demo/<stage>/config.yaml`):
     gap            per-source distance to the robot data (MMD, Frechet, AUC) and a 2-D map -> gap/
     select         proximity-estimator scores and the top-K mixture -> select/mixture.jsonl
     midtrain       the pretrained VLM mid-trained on that mixture -> midtrain/model
+    train-policy   a VLM4VLA policy fine-tuned from the mid-trained VLM on the demonstrations -> train-policy/policy
     eval-expert    the scripted expert in closed loop (the ceiling a learned policy aims for)
     eval-random    uniform random actions (the floor)
+    eval-vla       the trained policy in closed loop
 
-A summary table goes to <run_dir>/summary.md. Later stages (train-policy, report) join this
-sequence as they land. Re-running resumes every stage.
+A summary table goes to <run_dir>/summary.md. Later stages (report) join this sequence as they land.
+Re-running resumes every stage.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from vlm2vla.fileio import atomic_write_text
 from vlm2vla.robot_data.collect import CollectConfig
 from vlm2vla.runs import Run
 from vlm2vla.training.next_token import MidtrainConfig, PretrainConfig
+from vlm2vla.training.train_policy import TrainPolicyConfig
 from vlm2vla.vlm_data.embedded.config import EmbeddedPoolConfig
 from vlm2vla.vlm_data.pool import PoolConfig
 
@@ -64,11 +67,14 @@ class DemoConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
     # mid-training of the pretrained VLM on the mixture
     midtrain: MidtrainConfig = field(default_factory=lambda: MidtrainConfig(max_steps=100, batch_size=16))
-    # closed-loop evaluation; run once per reference policy
+    # VLA policy training on the demonstrations, starting from the mid-trained VLM
+    train_policy: TrainPolicyConfig = field(default_factory=lambda: TrainPolicyConfig(
+        max_steps=300, batch_size=32, lr=3e-4, val_interval=0, save_interval=100))
+    # closed-loop evaluation; run once per policy
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(tasks=DEMO_TASKS, episodes_per_task=5,
                                                                 splits=("canonical", "unseen")))
-    # policies evaluated with the eval settings
-    eval_policies: tuple[str, ...] = ("expert", "random")
+    # policies evaluated with the eval settings: reference policies (expert, random) and vla (the trained one)
+    eval_policies: tuple[str, ...] = ("expert", "random", "vla")
 
 
 def stage_configs(cfg: DemoConfig) -> dict[str, Any]:
@@ -86,11 +92,17 @@ def stage_configs(cfg: DemoConfig) -> dict[str, Any]:
     midtrain_cfg = replace(cfg.midtrain, run_dir=f"{root}/midtrain", model=f"{pretrain_cfg.run_dir}/model",
                            data=f"{select_cfg.run_dir}/mixture.jsonl",
                            eval=replace(cfg.midtrain.eval, data=cfg.midtrain.eval.data or pool_cfg.run_dir))
+    policy_cfg = replace(cfg.train_policy, run_dir=f"{root}/train-policy", model=f"{midtrain_cfg.run_dir}/model",
+                         data=f"{collect_cfg.run_dir}/dataset")
     stages: dict[str, Any] = {"collect": collect_cfg, "pool": pool_cfg, "pretrain": pretrain_cfg, "embed": embed_cfg,
-                              "gap": gap_cfg, "select": select_cfg, "midtrain": midtrain_cfg}
+                              "gap": gap_cfg, "select": select_cfg, "midtrain": midtrain_cfg,
+                              "train-policy": policy_cfg}
     for name in cfg.eval_policies:
-        stages[f"eval-{name}"] = replace(cfg.eval, run_dir=f"{root}/eval-{name}",
-                                         policy=replace(cfg.eval.policy, type=name))
+        eval_cfg = replace(cfg.eval, run_dir=f"{root}/eval-{name}", policy=replace(cfg.eval.policy, type=name))
+        if name == "vla":  # the trained policy, re-planning as often as it was trained to
+            eval_cfg = replace(eval_cfg, n_action_steps=policy_cfg.policy.n_action_steps,
+                               policy=replace(eval_cfg.policy, path=f"{policy_cfg.run_dir}/policy"))
+        stages[f"eval-{name}"] = eval_cfg
     return stages
 
 
@@ -126,6 +138,7 @@ def _summary(results: dict[str, Any], pretrain_eval: dict[str, Any], midtrain_ev
              f"(expert success while collecting: {report['expert_success_rate']:.0%}).", ""]
     lines += _accuracy_lines(pretrain_eval, midtrain_eval)
     lines += engine_lines
+    lines += _policy_lines(results.get("train-policy"))
     evals = {k.removeprefix("eval-"): v for k, v in results.items() if k.startswith("eval-")}
     lines += ["## Closed-loop success", "",
               "| task / split | " + " | ".join(evals) + " |",
@@ -154,6 +167,19 @@ def _accuracy_lines(pretrain: dict[str, Any], midtrain: dict[str, Any]) -> list[
                      f"{row['accuracy']:.0%} | {mid.get(source, {}).get('accuracy', nan):.0%} | "
                      f"{row['majority_accuracy']:.0%} |")
     return [*lines, ""]
+
+
+def _policy_lines(metrics: dict[str, Any] | None) -> list[str]:
+    """What the VLA policy training did: steps, frames, parameters, held-out action error."""
+    if not metrics or "steps" not in metrics:
+        return []
+    params, val = metrics.get("parameters", {}), metrics.get("val", {})
+    line = (f"{metrics['steps']} steps ({metrics.get('samples_seen', 0)} frames seen) in "
+            f"{metrics.get('wall_time_s', float('nan')):.0f} s; {params.get('new', 0):,} new parameters on a "
+            f"{params.get('total', 0):,}-parameter policy")
+    if val:
+        line += f"; held-out action error L1 {val['l1']:.3f}, MSE {val['mse']:.3f} (dataset units)"
+    return ["## VLA policy", "", line + ".", ""]
 
 
 def _engine_lines(gap_dir: str, select_dir: str) -> list[str]:

@@ -90,33 +90,8 @@ class VLAPolicy(nn.Module):
                            self.normalizer.numpy_params())
 
     def check_dataset(self, features: dict[str, dict], source: str) -> None:
-        """Check a dataset's features against the config before training on it.
-
-        Args:
-            features: the dataset's features (``reader.features``: key -> {"dtype", "shape", ...}).
-            source: where the dataset is, for messages.
-
-        Raises:
-            PolicyInputError: action or state dimension differs from the config, or a camera is missing.
-        """
-        cfg = self.config
-        checks = [(ACTION_KEY, cfg.action_dim, "action_dim")]
-        if cfg.state_dim > 0:
-            checks.append((STATE_KEY, cfg.state_dim, "state_dim"))
-        for key, want, field in checks:
-            if key not in features:
-                raise PolicyInputError(f"dataset {source} has no {key!r} feature (it has {sorted(features)}), but "
-                                       f"the policy config needs it ({field}={want})")
-            have = int(np.prod(features[key]["shape"]))
-            if have != want:
-                raise PolicyInputError(f"dataset {source} has {key.replace('observation.', '')} dim {have}, policy "
-                                       f"config {field}={want}; set {field}={have} or use a matching dataset")
-        cameras = sorted(k.removeprefix("observation.images.") for k in features
-                         if k.startswith("observation.images."))
-        missing = [c for c in cfg.cameras if f"observation.images.{c}" not in features]
-        if missing:
-            raise PolicyInputError(f"dataset {source} has cameras {cameras}, policy config cameras="
-                                   f"{list(cfg.cameras)} (missing {missing}); set cameras to ones the dataset has")
+        """Check a dataset's features against this policy's config (see `check_dataset`)."""
+        check_dataset(self.config, features, source)
 
     # ----------------------------------------------------------------------------- loss
     def compute_loss(self, collated: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -250,6 +225,35 @@ class VLAPolicy(nn.Module):
                                             f"config describes: {err}") from err
         return policy.eval()
 
+
+
+def check_dataset(config: VLAConfig, features: dict[str, dict], source: str) -> None:
+    """Check a dataset's features against a policy config before building or training a policy.
+
+    Args:
+        config: the policy config.
+        features: the dataset's features (``reader.features``: key -> {"dtype", "shape", ...}).
+        source: where the dataset is, for messages.
+
+    Raises:
+        PolicyInputError: action or state dimension differs from the config, or a camera is missing.
+    """
+    checks = [(ACTION_KEY, config.action_dim, "action_dim")]
+    if config.state_dim > 0:
+        checks.append((STATE_KEY, config.state_dim, "state_dim"))
+    for key, want, field in checks:
+        if key not in features:
+            raise PolicyInputError(f"dataset {source} has no {key!r} feature (it has {sorted(features)}), but "
+                                   f"the policy config needs it ({field}={want})")
+        have = int(np.prod(features[key]["shape"]))
+        if have != want:
+            raise PolicyInputError(f"dataset {source} has {key.replace('observation.', '')} dim {have}, policy "
+                                   f"config {field}={want}; set {field}={have} or use a matching dataset")
+    cameras = sorted(k.removeprefix("observation.images.") for k in features if k.startswith("observation.images."))
+    missing = [c for c in config.cameras if f"observation.images.{c}" not in features]
+    if missing:
+        raise PolicyInputError(f"dataset {source} has cameras {cameras}, policy config cameras="
+                               f"{list(config.cameras)} (missing {missing}); set cameras to ones the dataset has")
 
 def config_from_dict(data: dict[str, Any]) -> VLAConfig:
     """Rebuild a VLAConfig (nested options, tuples) from ``config_to_dict`` output.

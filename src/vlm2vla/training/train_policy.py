@@ -29,7 +29,6 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from accelerate import Accelerator
@@ -243,11 +242,11 @@ def build_policy(cfg: TrainPolicyConfig, reader: Any) -> tuple[Any, Any]:
         PolicyInputError: the dataset lacks a camera or its state / action sizes differ from the policy's.
         ValueError: the model cannot be loaded.
     """
-    from vlm2vla.policies.policy import VLAPolicy
+    from vlm2vla.policies.policy import VLAPolicy, check_dataset
 
-    # check_dataset reads only the config, so it runs before the (slow) backbone load and before build,
-    # whose normaliser would otherwise trip over a wrong-sized stats entry with a vaguer message.
-    VLAPolicy.check_dataset(SimpleNamespace(config=cfg.policy), reader.features, str(cfg.data))
+    # Checked before the (slow) backbone load and before build, whose normaliser would otherwise trip
+    # over a wrong-sized stats entry with a vaguer message.
+    check_dataset(cfg.policy, reader.features, str(cfg.data))
     backbone = load_policy_backbone(cfg)
     policy = VLAPolicy.build(cfg.policy, backbone, reader.stats)
     # Freeze first: `freeze` names base weights, and LoRA adapters (added after) always train.
