@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import send_to_device
 from transformers import get_cosine_schedule_with_warmup
 
 from vlm2vla.training.config import TrainConfig
@@ -125,7 +126,7 @@ class Trainer:
             start = time.perf_counter()
             batch = next(self.stream)
             waited += time.perf_counter() - start
-            batches.append({k: v.to(self.accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()})
+            batches.append(send_to_device(batch, self.accelerator.device))  # nested dicts too (policy prefixes)
         return batches, waited
 
     def train_step(self, stats: StepStats) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate.utils import send_to_device
 
 from vlm2vla.robot_data.reader import LeRobotDatasetReader, RobotEpisodeDataset
 
@@ -146,7 +147,7 @@ def validate(policy: Any, dataset: torch.utils.data.Dataset, indices: list[int],
         gen = torch.Generator().manual_seed(seed)
         for start in range(0, len(indices), batch_size):
             items = [dataset[i] for i in indices[start:start + batch_size]]
-            batch = to_device(collate(items), device)
+            batch = send_to_device(collate(items), device)
             loss, metrics = policy.compute_loss(batch)
             loss_sum += float(loss) * len(items)
             for key, value in metrics.items():
@@ -177,9 +178,3 @@ def _observations(items: list[dict[str, Any]]) -> dict[str, Any]:
             obs[key] = torch.stack([it[key] for it in items])
     return obs
 
-
-def to_device(value: Any, device: torch.device) -> Any:
-    """Move tensors, also inside nested dicts / lists / dataclasses' dicts, to `device`."""
-    from accelerate.utils import send_to_device
-
-    return send_to_device(value, device)

@@ -3,7 +3,7 @@ per-part losses in the metrics lines.
 
 One optimizer step:
 
-    fetch grad_accum micro-batches (moved to the device, nested prompt batch included; timed)
+    fetch grad_accum micro-batches (loop.Trainer._fetch: moved to the device, timed)
     for each: loss = policy(batch) (the head's mean over the batch) / grad_accum -> backward
               (no DDP gradient sync until the last)
     clip gradients, AdamW step, scheduler step
@@ -21,7 +21,6 @@ from typing import Any
 import torch
 
 from vlm2vla.training.loop import StepStats, Trainer
-from vlm2vla.training.policy_data import to_device
 
 
 @dataclass
@@ -46,15 +45,6 @@ class PolicyTrainer(Trainer):
     """
 
     wall_time_s: float = 0.0  # training time over every invocation of the run (kept in checkpoints)
-
-    def _fetch(self) -> tuple[list[dict[str, Any]], float]:
-        batches, waited = [], 0.0
-        for _ in range(self.cfg.grad_accum):
-            start = time.perf_counter()
-            batch = next(self.stream)
-            waited += time.perf_counter() - start
-            batches.append(to_device(batch, self.accelerator.device))  # nested prefix dict too
-        return batches, waited
 
     def train_step(self, stats: PolicyStepStats) -> None:  # type: ignore[override]
         """One optimizer step over grad_accum micro-batches; adds its figures to `stats`."""

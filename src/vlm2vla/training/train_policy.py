@@ -43,7 +43,7 @@ from vlm2vla.training import checkpoint as ckpt
 from vlm2vla.training import policy_data
 from vlm2vla.training.config import MIXED_PRECISION, LoraOptions
 from vlm2vla.training.data import make_stream
-from vlm2vla.training.loop import build_optimizer, build_scheduler, make_accelerator, total_steps
+from vlm2vla.training.loop import build_optimizer, build_scheduler, log_metrics, make_accelerator, total_steps
 from vlm2vla.training.metrics import MetricsWriter, read_metrics
 from vlm2vla.training.model_setup import add_lora, count_parameters
 from vlm2vla.training.policy_loop import PolicyStepStats, PolicyTrainer
@@ -291,9 +291,7 @@ def train_until(parts: PolicyParts, cfg: TrainPolicyConfig, run: Run, end: int, 
             bar.update(1)
             step = trainer.step
             if step % cfg.log_interval == 0 or step == end:
-                record = stats.record(step, trainer.scheduler.get_last_lr()[0])
-                record["epoch"] = trainer.stream.position.epoch
-                writer.log(record)
+                record = log_metrics(writer, trainer, stats)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", data=f"{record['data_wait_frac']:.0%}")
                 stats = PolicyStepStats()
             if cfg.val_interval and step % cfg.val_interval == 0 and step < parts.total_steps \
