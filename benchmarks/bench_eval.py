@@ -40,7 +40,8 @@ def main() -> None:
     settings = {"in-process (sync, 1 env)": (1, False), "1 worker process": (1, True),
                 "2 worker processes": (2, True)}
     rates = {name: measure(sim, jobs, n, a) for name, (n, a) in settings.items()}
-    print(f"eval throughput, {args.episodes} episodes x {args.steps} steps, {args.image_size}px, {os.cpu_count()} cores")
+    print(f"eval throughput, {args.episodes} episodes x {args.steps} steps, {args.image_size}px, "
+          f"{os.cpu_count()} cores")
     for name, rate in rates.items():
         print(f"  {name:<26} {rate:8.1f} env-steps/s")
     print(f"  ratio 2 workers / 1 worker:  {rates['2 worker processes'] / rates['1 worker process']:.2f}x")

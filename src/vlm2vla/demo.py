@@ -99,9 +99,8 @@ def stage_configs(cfg: DemoConfig) -> dict[str, Any]:
                               "train-policy": policy_cfg}
     for name in cfg.eval_policies:
         eval_cfg = replace(cfg.eval, run_dir=f"{root}/eval-{name}", policy=replace(cfg.eval.policy, type=name))
-        if name == "vla":  # the trained policy, re-planning as often as it was trained to
-            eval_cfg = replace(eval_cfg, n_action_steps=policy_cfg.policy.n_action_steps,
-                               policy=replace(eval_cfg.policy, path=f"{policy_cfg.run_dir}/policy"))
+        if name == "vla":  # the trained policy (re-planning every n_action_steps of its config)
+            eval_cfg = replace(eval_cfg, policy=replace(eval_cfg.policy, path=f"{policy_cfg.run_dir}/policy"))
         stages[f"eval-{name}"] = eval_cfg
     return stages
 

@@ -70,3 +70,33 @@ def test_unknown_task_is_a_clear_error(tmp_path, caplog):
 def test_bad_values_are_rejected(tmp_path, caplog, override):
     assert main(["eval", f"run_dir={tmp_path}/x", override]) == 2
     assert override.split("=")[0] in caplog.text
+
+
+class _CountingPolicy:
+    """Zero actions in chunks of 5; re-planning every 3 (its own n_action_steps); counts its calls."""
+
+    chunk_size = 5
+    n_action_steps = 3
+    calls = 0
+
+    def reset(self) -> None:
+        pass
+
+    def predict_chunk(self, batch):
+        import numpy as np
+
+        type(self).calls += 1
+        return np.zeros((len(batch["task"]), 5, 4), dtype=np.float32)
+
+
+def test_default_n_action_steps_is_the_policys_own(tmp_path):
+    from vlm2vla.evaluation.policy import register_policy
+
+    register_policy("test-counting")(lambda cfg, seed: _CountingPolicy())
+    args = ["tasks=[reach-v3]", "episodes_per_task=1", "video_episodes=0", "num_envs=1", "asynchronous=false",
+            "sim.max_episode_steps=9", "policy.type=test-counting"]
+    _eval(tmp_path / "own", *args)
+    assert _CountingPolicy.calls == 3  # 9 steps / 3 actions per chunk
+    _CountingPolicy.calls = 0
+    _eval(tmp_path / "explicit", *args, "n_action_steps=1")
+    assert _CountingPolicy.calls == 9

@@ -57,8 +57,9 @@ class EvalConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     # simulator settings
     sim: SimConfig = field(default_factory=SimConfig)
-    # actions executed from each predicted chunk before the policy is asked again
-    n_action_steps: int = 1
+    # actions executed from each predicted chunk before the policy is asked again (0 = the policy's own
+    # n_action_steps, e.g. what a VLA policy was trained with; 1 for policies without one)
+    n_action_steps: int = 0
     # environments run side by side, each in its own worker process
     num_envs: int = 2
     # run environments in worker processes (false: all in this process, for debugging)
@@ -77,8 +78,8 @@ class EvalConfig:
             raise ValueError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
         if self.num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
-        if self.n_action_steps < 1:
-            raise ValueError(f"n_action_steps must be >= 1, got {self.n_action_steps}")
+        if self.n_action_steps < 0:
+            raise ValueError(f"n_action_steps must be >= 1, or 0 for the policy's own, got {self.n_action_steps}")
         unknown = [s for s in self.splits if s not in SPLITS]
         if unknown or not self.splits:
             raise ValueError(f"splits must be a non-empty subset of {SPLITS}, got {list(self.splits)}")
@@ -117,10 +118,11 @@ def evaluate(cfg: EvalConfig, run: Run) -> dict:
     run.update(inputs={"policy": cfg.policy.path or cfg.policy.type})
     policy = make_policy(cfg.policy, seed=cfg.seed)
     policy.reset()
+    n_action_steps = cfg.n_action_steps or getattr(policy, "n_action_steps", 1)
     bar = tqdm(total=total, initial=len(records), desc="eval episodes", unit="ep", disable=not cfg.progress)
     with episodes_path.open("a") as out:
         for result in run_episodes(jobs, policy, cfg.sim, num_envs=cfg.num_envs,
-                                   n_action_steps=cfg.n_action_steps, asynchronous=cfg.asynchronous,
+                                   n_action_steps=n_action_steps, asynchronous=cfg.asynchronous,
                                    context=cfg.mp_context):
             record = _to_record(result)
             records.append(record)

@@ -2,9 +2,8 @@
 
     vlm2vla eval policy.type=vla policy.path=runs/x/policy 'policy.kwargs={num_steps: 10, device: cuda}'
 
-The engine executes EvalConfig.n_action_steps actions of each chunk; the adapter also carries the
-policy config's ``n_action_steps`` (the value it was trained for) as an attribute for callers that
-want to match it.
+The engine executes EvalConfig.n_action_steps actions of each chunk; left at 0 it takes the adapter's
+``n_action_steps``, the value in the policy config (what the policy was trained for).
 """
 
 from __future__ import annotations
