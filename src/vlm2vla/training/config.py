@@ -127,20 +127,10 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "grad_accum", "max_length", "log_interval", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps", "eval_interval", "save_interval", "num_workers", "weight_decay", "max_grad_norm"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.max_steps == 0 and self.epochs <= 0:
-            raise ValueError(f"set max_steps > 0 or epochs > 0 (got max_steps=0, epochs={self.epochs})")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        check_optimization(self, at_least_one=("batch_size", "grad_accum", "max_length", "log_interval",
+                                               "keep_checkpoints"),
+                           non_negative=("max_steps", "eval_interval", "save_interval", "num_workers",
+                                         "weight_decay", "max_grad_norm"))
         unknown = [r for r in self.report_to if r not in REPORTERS]
         if unknown:
             raise ValueError(f"report_to: unknown {unknown}; choose from {REPORTERS}")
@@ -148,3 +138,30 @@ class TrainConfig:
             raise ValueError("model must be 'tiny', a local folder or a hub id")
         if not self.data:
             raise ValueError("data must name a pool.parquet, a pool run directory or a LLaVA JSON/JSONL file")
+
+
+def check_optimization(cfg: object, at_least_one: tuple[str, ...], non_negative: tuple[str, ...]) -> None:
+    """Checks every trainer's config shares: counts, intervals, lr, warmup, run length, precision.
+
+    Args:
+        cfg: a config with lr, warmup_ratio, max_steps, epochs and mixed_precision fields.
+        at_least_one: fields that must be >= 1.
+        non_negative: fields that must be >= 0.
+
+    Raises:
+        ValueError: naming the first bad field and its value.
+    """
+    for name in at_least_one:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in non_negative:
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.lr <= 0:
+        raise ValueError(f"lr must be > 0, got {cfg.lr}")
+    if not 0 <= cfg.warmup_ratio < 1:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
+    if cfg.max_steps == 0 and cfg.epochs <= 0:
+        raise ValueError(f"set max_steps > 0 or epochs > 0 (got max_steps=0, epochs={cfg.epochs})")
+    if cfg.mixed_precision not in MIXED_PRECISION:
+        raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {cfg.mixed_precision!r}")

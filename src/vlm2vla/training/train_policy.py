@@ -41,7 +41,7 @@ from vlm2vla.policies.configuration import VLAConfig
 from vlm2vla.runs import Run
 from vlm2vla.training import checkpoint as ckpt
 from vlm2vla.training import policy_data
-from vlm2vla.training.config import MIXED_PRECISION, LoraOptions
+from vlm2vla.training.config import LoraOptions, check_optimization
 from vlm2vla.training.data import make_stream
 from vlm2vla.training.loop import build_optimizer, build_scheduler, log_metrics, make_accelerator, total_steps
 from vlm2vla.training.metrics import MetricsWriter, read_metrics
@@ -124,23 +124,11 @@ class TrainPolicyConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "grad_accum", "log_interval", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps", "val_interval", "save_interval", "num_workers", "weight_decay", "max_grad_norm",
-                     "val_episodes", "val_max_samples"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_optimization(self, at_least_one=("batch_size", "grad_accum", "log_interval", "keep_checkpoints"),
+                           non_negative=("max_steps", "val_interval", "save_interval", "num_workers", "weight_decay",
+                                         "max_grad_norm", "val_episodes", "val_max_samples"))
         if self.val_episodes >= 1 and self.val_episodes != int(self.val_episodes):
             raise ValueError(f"val_episodes must be a fraction < 1 or a whole count, got {self.val_episodes}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.max_steps == 0 and self.epochs <= 0:
-            raise ValueError(f"set max_steps > 0 or epochs > 0 (got max_steps=0, epochs={self.epochs})")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         unknown = [g for g in self.freeze if g not in FREEZE_CHOICES]
