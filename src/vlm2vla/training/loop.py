@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import send_to_device
+from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from vlm2vla.training.config import TrainConfig
@@ -179,3 +180,35 @@ def log_metrics(writer: MetricsWriter, trainer: Trainer, stats: StepStats) -> di
     record["epoch"] = trainer.stream.position.epoch
     writer.log(record)
     return record
+
+
+def run_steps(trainer: Trainer, end: int, total: int, writer: MetricsWriter, *, new_stats: Callable[[], StepStats],
+              log_interval: int, progress: bool, desc: str, after_step: Callable[[int], None]) -> None:
+    """Take optimizer steps until `end`: a progress bar, a metrics line every `log_interval` steps.
+
+    Args:
+        trainer: the prepared trainer (its `step` is where the run stands).
+        end: stop once this many steps are done.
+        total: the run's total steps (the progress bar's length).
+        writer: metrics sink; closed on the way out.
+        new_stats: a fresh running-sums object (StepStats or a subclass matching `trainer.train_step`).
+        log_interval: steps between metrics lines (the last step always logs).
+        progress: show the bar.
+        desc: the bar's label.
+        after_step: called with the step number after each step (evaluation, checkpoints).
+    """
+    bar = tqdm(total=total, initial=trainer.step, desc=desc, unit="step", disable=not progress)
+    stats = new_stats()
+    try:
+        while trainer.step < end:
+            trainer.train_step(stats)
+            bar.update(1)
+            step = trainer.step
+            if step % log_interval == 0 or step == end:
+                record = log_metrics(writer, trainer, stats)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", data=f"{record['data_wait_frac']:.0%}")
+                stats = new_stats()
+            after_step(step)
+    finally:
+        bar.close()
+        writer.close()

@@ -25,7 +25,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
-from tqdm import tqdm
 
 from vlm2vla.fileio import atomic_write_json
 from vlm2vla.runs import Run
@@ -39,8 +38,8 @@ from vlm2vla.training.loop import (
     build_optimizer,
     build_scheduler,
     forward_loss,
-    log_metrics,
     make_accelerator,
+    run_steps,
     total_steps,
 )
 from vlm2vla.training.metrics import MetricsWriter
@@ -169,26 +168,16 @@ def resume_from_checkpoint(acc: Accelerator, trainer: Trainer, root: Path, run_d
 def train_until(parts: Parts, cfg: TrainConfig, run: Run, end: int, evals: dict[str, Any]) -> None:
     """Take optimizer steps until `end`, logging, evaluating and checkpointing on their intervals."""
     acc, trainer = parts.accelerator, parts.trainer
+
+    def after_step(step: int) -> None:
+        if cfg.eval_interval and step % cfg.eval_interval == 0 and step < parts.total_steps and parts.heldout:
+            evals[str(step)] = run_eval(parts, cfg, step, run.dir, evals)
+        if cfg.save_interval and step % cfg.save_interval == 0 and step < end:
+            save_checkpoint(parts, cfg, run.dir / "checkpoints")
+
     writer = MetricsWriter(run.dir / "metrics.jsonl", cfg.report_to, run.dir.name, enabled=acc.is_main_process)
-    bar = tqdm(total=parts.total_steps, initial=trainer.step, desc="train", unit="step",
-               disable=not (cfg.progress and acc.is_main_process))
-    stats = StepStats()
-    try:
-        while trainer.step < end:
-            trainer.train_step(stats)
-            bar.update(1)
-            step = trainer.step
-            if step % cfg.log_interval == 0 or step == end:
-                record = log_metrics(writer, trainer, stats)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", data=f"{record['data_wait_frac']:.0%}")
-                stats = StepStats()
-            if cfg.eval_interval and step % cfg.eval_interval == 0 and step < parts.total_steps and parts.heldout:
-                evals[str(step)] = run_eval(parts, cfg, step, run.dir, evals)
-            if cfg.save_interval and step % cfg.save_interval == 0 and step < end:
-                save_checkpoint(parts, cfg, run.dir / "checkpoints")
-    finally:
-        bar.close()
-        writer.close()
+    run_steps(trainer, end, parts.total_steps, writer, new_stats=StepStats, log_interval=cfg.log_interval,
+              progress=cfg.progress and acc.is_main_process, desc="train", after_step=after_step)
 
 
 def save_checkpoint(parts: Parts, cfg: TrainConfig, root: Path) -> Path:

@@ -33,7 +33,6 @@ from typing import Any
 
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
-from tqdm import tqdm
 
 from vlm2vla.backbones.families import FREEZE_GROUPS
 from vlm2vla.fileio import atomic_write_json
@@ -43,7 +42,7 @@ from vlm2vla.training import checkpoint as ckpt
 from vlm2vla.training import policy_data
 from vlm2vla.training.config import LoraOptions, check_optimization
 from vlm2vla.training.data import make_stream
-from vlm2vla.training.loop import build_optimizer, build_scheduler, log_metrics, make_accelerator, total_steps
+from vlm2vla.training.loop import build_optimizer, build_scheduler, make_accelerator, run_steps, total_steps
 from vlm2vla.training.metrics import MetricsWriter, read_metrics
 from vlm2vla.training.model_setup import add_lora, count_parameters
 from vlm2vla.training.policy_loop import PolicyStepStats, PolicyTrainer
@@ -268,28 +267,18 @@ def _parameter_counts(policy: Any) -> dict[str, int]:
 
 def train_until(parts: PolicyParts, cfg: TrainPolicyConfig, run: Run, end: int, vals: dict[str, Any]) -> None:
     """Take optimizer steps until `end`, logging, validating and checkpointing on their intervals."""
-    acc, trainer = parts.accelerator, parts.trainer
+    acc = parts.accelerator
+
+    def after_step(step: int) -> None:
+        if cfg.val_interval and step % cfg.val_interval == 0 and step < parts.total_steps \
+                and parts.val_dataset is not None and str(step) not in vals:
+            vals[str(step)] = run_validation(parts, cfg, step, run.dir, vals)
+        if cfg.save_interval and step % cfg.save_interval == 0 and step < end:
+            save_checkpoint(parts, cfg)
+
     writer = MetricsWriter(run.dir / "metrics.jsonl", enabled=acc.is_main_process)
-    bar = tqdm(total=parts.total_steps, initial=trainer.step, desc="train-policy", unit="step",
-               disable=not (cfg.progress and acc.is_main_process))
-    stats = PolicyStepStats()
-    try:
-        while trainer.step < end:
-            trainer.train_step(stats)
-            bar.update(1)
-            step = trainer.step
-            if step % cfg.log_interval == 0 or step == end:
-                record = log_metrics(writer, trainer, stats)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", data=f"{record['data_wait_frac']:.0%}")
-                stats = PolicyStepStats()
-            if cfg.val_interval and step % cfg.val_interval == 0 and step < parts.total_steps \
-                    and parts.val_dataset is not None and str(step) not in vals:
-                vals[str(step)] = run_validation(parts, cfg, step, run.dir, vals)
-            if cfg.save_interval and step % cfg.save_interval == 0 and step < end:
-                save_checkpoint(parts, cfg)
-    finally:
-        bar.close()
-        writer.close()
+    run_steps(parts.trainer, end, parts.total_steps, writer, new_stats=PolicyStepStats, log_interval=cfg.log_interval,
+              progress=cfg.progress and acc.is_main_process, desc="train-policy", after_step=after_step)
 
 
 def run_validation(parts: PolicyParts, cfg: TrainPolicyConfig, step: int, run_dir: Path, vals: dict[str, Any]
