@@ -119,3 +119,24 @@ def test_robot_state_and_action_answers_agree_with_the_state(pool_dir):
     for rec in _records(pool_dir / "embedded", "robot_action"):
         answer, action = rec["conversations"][-1]["value"], np.array(rec["action"])
         assert answer in (move_word(action), grip_word(action))
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_ocr_text_is_bold_and_whole_inside_the_image(size):
+    """Every vocabulary entry fits, at the largest font the renderer draws, with its bold strokes."""
+    from vlm2vla.vlm_data.embedded.ocr import WORDS, render_text
+
+    rng = np.random.default_rng(0)
+    for word in WORDS:
+        for _ in range(4):
+            image = np.asarray(render_text(rng, word, size)).astype(int)
+            background = image[0, 0]
+            ink = np.abs(image - background).sum(-1) > 60
+            assert ink.any(), word
+            ring = np.ones_like(ink)
+            ring[1:-1, 1:-1] = False
+            assert not (ink & ring).any(), f"{word!r} touches the image border at size {size}"
+            # bold: the typical horizontal ink run (a stroke's width) is >= size/16 px; the regular
+            # weight this replaced gave 2 px at 64 and 3-4 px at 128, which the tiny ViT could not read
+            runs = [len(r) for row in ink for r in "".join("1" if v else "0" for v in row).split("0") if r]
+            assert np.median(runs) >= size / 16, (word, np.median(runs))
