@@ -95,3 +95,14 @@ def test_chat_dataset_items_and_corrupt_image_substitution(tmp_path):
     assert lenient[1] is None
     loader = torch.utils.data.DataLoader(lenient, batch_size=3, collate_fn=drop_none(lambda b: [x["id"] for x in b]))
     assert next(iter(loader)) == ["s/0", "s/2"]
+
+
+def test_shipped_tiny_recipe_pool_feeds_the_pretrain_recipe():
+    from vlm2vla.training.config import TrainConfig
+
+    pool = load_config(PoolConfig, "pool_tiny")
+    pretrain = load_config(TrainConfig, "pretrain_tiny")
+    assert pretrain.data == pool.run_dir and pretrain.model == "tiny"
+    # OCR (learnt last) gets the most samples; every embedded source is generated
+    sizes = {s: pool.embedded.sizes.get(s, pool.embedded.samples_per_source) for s in pool.embedded.sources}
+    assert max(sizes, key=sizes.get) == "ocr" and len(sizes) == 8
