@@ -9,6 +9,7 @@ from vlm_data_helpers import make_image, record, source_dir, write_jsonl, write_
 
 from vlm2vla.config import load_config
 from vlm2vla.runs import Run
+from vlm2vla.training.config import TrainConfig
 from vlm2vla.vlm_data import (
     PoolConfig,
     VLMChatDataset,
@@ -98,8 +99,6 @@ def test_chat_dataset_items_and_corrupt_image_substitution(tmp_path):
 
 
 def test_shipped_tiny_recipe_pool_feeds_the_pretrain_recipe():
-    from vlm2vla.training.config import TrainConfig
-
     pool = load_config(PoolConfig, "pool_tiny")
     pretrain = load_config(TrainConfig, "pretrain_tiny")
     assert pretrain.data == pool.run_dir and pretrain.model == "tiny"

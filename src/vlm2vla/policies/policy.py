@@ -226,7 +226,6 @@ class VLAPolicy(nn.Module):
         return policy.eval()
 
 
-
 def check_dataset(config: VLAConfig, features: dict[str, dict], source: str) -> None:
     """Check a dataset's features against a policy config before building or training a policy.
 
@@ -254,6 +253,7 @@ def check_dataset(config: VLAConfig, features: dict[str, dict], source: str) -> 
     if missing:
         raise PolicyInputError(f"dataset {source} has cameras {cameras}, policy config cameras="
                                f"{list(config.cameras)} (missing {missing}); set cameras to ones the dataset has")
+
 
 def config_from_dict(data: dict[str, Any]) -> VLAConfig:
     """Rebuild a VLAConfig (nested options, tuples) from ``config_to_dict`` output.
