@@ -2,7 +2,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from vlm2vla.config import ConfigError, describe_fields, load_config, save_config
+from vlm2vla.config import ConfigError, check_choices, choice, describe_fields, load_config, save_config
 
 
 @dataclass(frozen=True)
@@ -71,5 +71,39 @@ def test_saved_config_loads_back_equal(tmp_path):
 
 
 def test_describe_fields_flattens_nested():
-    names = [row[0] for row in describe_fields(Outer)]
+    names = [row.name for row in describe_fields(Outer)]
     assert names == ["run_dir", "tasks", "inner.size", "inner.name", "limit"]
+
+
+@dataclass(frozen=True)
+class Documented:
+    # the first line of a comment
+    # and its second line
+    mode: str = choice("fast", "exact")
+    groups: tuple[str, ...] = choice("a", "b", default=())
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
+
+@dataclass(frozen=True)
+class DocumentedChild(Documented):
+    # the subclass's own words
+    mode: str = choice("fast", "exact", default="exact")
+
+
+def test_help_is_the_comment_above_the_field_and_its_choices():
+    rows = {row.name: row for row in describe_fields(Documented)}
+    assert rows["mode"].help == "the first line of a comment and its second line"
+    assert rows["mode"].choices == ("fast", "exact") and rows["mode"].default == "'fast'"
+    assert rows["groups"].help == "" and rows["groups"].choices == ("a", "b")
+    child = {row.name: row for row in describe_fields(DocumentedChild)}
+    assert child["mode"].help == "the subclass's own words" and child["mode"].default == "'exact'"
+
+
+def test_choices_are_enforced_with_the_closest_name():
+    assert load_config(Documented, None, ["mode=exact", "groups=[b,a]"]) == Documented("exact", ("b", "a"))
+    with pytest.raises(ConfigError, match=r"mode='exat' is not one of fast, exact \(did you mean 'exact'\?\)"):
+        load_config(Documented, None, ["mode=exat"])
+    with pytest.raises(ConfigError, match="groups='c' is not one of a, b"):
+        load_config(Documented, None, ["groups=[a,c]"])

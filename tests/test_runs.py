@@ -51,3 +51,35 @@ def test_only_the_main_process_writes(tmp_path, monkeypatch):
     run.update(metrics={"b": 2})
     run.fail(RuntimeError("x"))
     assert (tmp_path / "r" / "manifest.json").read_text() == before
+
+
+def test_a_run_that_failed_before_writing_output_reruns_with_a_new_config(tmp_path):
+    run = Run.open(tmp_path / "r", "eval", Cfg())
+    (tmp_path / "r" / "videos").mkdir()
+    (tmp_path / "r" / "episodes.jsonl").touch()  # opened, nothing written
+    run.fail(ValueError("bad input"))
+    fresh = Run.open(tmp_path / "r", "eval", Cfg(lr=0.2))
+    assert fresh.manifest["config"]["lr"] == 0.2 and "resumed" not in fresh.manifest
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["status"] == "running"
+    # once it has written output, a changed config is refused again: resuming would mix two experiments
+    (tmp_path / "r" / "episodes.jsonl").write_text('{"episode": 0}\n')
+    fresh.fail(RuntimeError("crash"))
+    with pytest.raises(ConfigError, match="lr: 0.2 -> 0.3"):
+        Run.open(tmp_path / "r", "eval", Cfg(lr=0.3))
+
+
+def test_a_running_or_complete_run_is_not_restarted(tmp_path):
+    Run.open(tmp_path / "r", "eval", Cfg())  # status "running": maybe another process is on it
+    with pytest.raises(ConfigError, match="different config"):
+        Run.open(tmp_path / "r", "eval", Cfg(lr=0.2))
+
+
+def test_cli_rerun_after_an_input_error_needs_no_overwrite(tmp_path, caplog):
+    from vlm2vla.cli import main
+
+    args = ["eval", f"run_dir={tmp_path / 'ev'}", "tasks=[reach]", "episodes_per_task=1", "sim.image_size=32",
+            "sim.max_episode_steps=5", "video_episodes=0", "progress=false", "num_envs=1"]
+    assert main([*args, "policy.type=vla"]) == 2  # no policy.path: refused before the first episode
+    assert "policy.type=vla needs policy.path" in caplog.text
+    assert main([*args, "policy.type=random"]) == 0
+    assert json.loads((tmp_path / "ev" / "results.json").read_text())["policy"]["type"] == "random"

@@ -1,6 +1,7 @@
 """The `vlm2vla` command: one subcommand per pipeline stage.
 
     vlm2vla <stage> [--config NAME_OR_PATH] [--overwrite] [--print-config] [key=value ...]
+    vlm2vla tasks [SPEC]      what tasks, groups and instruction splits there are
 
 Each stage is a (config dataclass, function) pair imported only when that stage runs, so
 `vlm2vla --help` stays fast and a stage's heavy dependencies load only when needed. The CLI opens the
@@ -13,12 +14,17 @@ import argparse
 import importlib
 import logging
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vlm2vla.config import ConfigError, describe_fields, load_config, named_configs
 
 log = logging.getLogger("vlm2vla")
+
+TASKS_HELP = "List the simulators, task groups, tasks and instruction splits that collect and eval accept."
+# Line width of the field descriptions in `vlm2vla <stage> --help`.
+HELP_WIDTH = 100
 
 
 @dataclass(frozen=True)
@@ -94,13 +100,19 @@ def stage_function(name: str):
     return _import(STAGES[name].run)
 
 
+def stage_config(name: str) -> type:
+    """The config dataclass of the stage registered as `name`."""
+    return _import(STAGES[name].config)
+
+
 def _stage_help(name: str, stage: Stage) -> str:
-    rows = describe_fields(_import(stage.config))
-    width = max(len(r[0]) for r in rows)
+    rows = describe_fields(stage_config(name))
     lines = [f"{stage.summary}", "", "config fields (override with key=value):"]
-    for field_name, type_name, default, help_text in rows:
-        lines.append(f"  {field_name:<{width}}  {type_name} = {default}" + (f"\n  {'':<{width}}    {help_text}"
-                                                                        if help_text else ""))
+    for row in rows:
+        lines.append(f"  {row.name}: {row.type} = {row.default}")
+        lines += textwrap.wrap(row.help, width=HELP_WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 6)
+        if row.choices:
+            lines.append(f"      choices: {', '.join(row.choices)}")
     lines += ["", f"shipped configs: {', '.join(named_configs()) or 'none'}"]
     return "\n".join(lines)
 
@@ -118,7 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
         p.set_defaults(stage_name=name)
+    tasks = sub.add_parser("tasks", help=TASKS_HELP, description=TASKS_HELP)
+    tasks.add_argument("spec", nargs="?", help="a task, a group or a comma-separated mix (e.g. mt10, reach)")
+    tasks.set_defaults(stage_name=None)
     return parser
+
+
+def print_tasks(spec: str | None) -> int:
+    """`vlm2vla tasks [SPEC]`: print the simulators, task groups, tasks and instruction splits."""
+    from vlm2vla.sim import UnknownTaskError
+    from vlm2vla.sim.catalog import format_catalog
+
+    try:
+        print(format_catalog(spec))
+    except UnknownTaskError as err:
+        log.error("%s", err)
+        return 2
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    if args.stage_name is None:
+        return print_tasks(args.spec)
     stage = STAGES[args.stage_name]
     try:
         cfg = load_config(_import(stage.config), args.config, args.overrides)

@@ -11,9 +11,12 @@ Named configs live in the repository's configs/ folder; `--config demo/collect` 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import inspect
 import json
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -100,9 +103,91 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(OmegaConf.to_container(OmegaConf.structured(cfg))))
 
 
-def describe_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """(dotted name, type, default, help) for every leaf field of a config dataclass, for `--help`."""
+def choice(*options: str, default: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field that accepts only `options`: a string field, or a tuple of strings when `default`
+    is a tuple. The default is the first option unless given. `--help` lists the options and
+    `check_choices` enforces them, so the accepted values are written down once.
+
+        init: str = choice("pretrained", "scratch")
+        freeze: tuple[str, ...] = choice("vision", "connector", default=())
+    """
+    value = options[0] if default is dataclasses.MISSING else default
+    return dataclasses.field(default=value, metadata={CHOICES: tuple(options)})
+
+
+CHOICES = "choices"
+
+
+def field_choices(f: dataclasses.Field) -> tuple[str, ...]:
+    """The options a `choice` field accepts (empty for other fields)."""
+    return tuple(f.metadata.get(CHOICES, ()))
+
+
+def check_choices(cfg: Any) -> None:
+    """Check every `choice` field of a config dataclass (call it from __post_init__).
+
+    Raises:
+        ValueError: naming the field, the value, the accepted options and the closest one.
+    """
+    for f in dataclasses.fields(cfg):
+        options = field_choices(f)
+        if not options:
+            continue
+        value = getattr(cfg, f.name)
+        for item in (value,) if isinstance(value, str) else tuple(value):
+            if item not in options:
+                close = difflib.get_close_matches(str(item), options, n=1, cutoff=0.5)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"{f.name}={item!r} is not one of {', '.join(options)}{hint}")
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """The comment written above each field of a dataclass (and of its dataclass bases), by field name.
+
+    The comments are the fields' documentation (as in LeRobot's and openpi's configs); reading them from
+    the source keeps `--help` and the code saying the same thing.
+    """
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # a subclass's comment replaces its base's
+        if klass is object or not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            lines, _ = inspect.getsourcelines(klass)
+        except (OSError, TypeError):  # no source (e.g. a class built at run time)
+            continue
+        body = ast.parse(textwrap.dedent("".join(lines))).body[0]
+        for node in getattr(body, "body", []):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                block = []
+                for line in reversed(lines[:node.lineno - 1]):
+                    if not line.strip().startswith("#"):
+                        break
+                    block.append(line.strip().lstrip("#").strip())
+                if block:
+                    comments[node.target.id] = " ".join(reversed(block))
+    return comments
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldDoc:
+    """One leaf field of a config, as `--help` shows it."""
+
+    # dotted name, e.g. "policy.head"
+    name: str
+    # the annotation, e.g. "str"
+    type: str
+    # repr of the default
+    default: str
+    # the comment written above the field ("" when there is none)
+    help: str
+    # accepted values of a `choice` field (empty for other fields)
+    choices: tuple[str, ...] = ()
+
+
+def describe_fields(cls: type, prefix: str = "") -> list[FieldDoc]:
+    """Every leaf field of a config dataclass (nested configs flattened to dotted names), for `--help`."""
     rows = []
+    comments = field_comments(cls)
     for f in dataclasses.fields(cls):
         name = prefix + f.name
         default = _field_default(f)
@@ -110,7 +195,7 @@ def describe_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str, st
             rows.extend(describe_fields(type(default), prefix=name + "."))
             continue
         type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        rows.append((name, str(type_name), repr(default), f.metadata.get("help", "")))
+        rows.append(FieldDoc(name, str(type_name), repr(default), comments.get(f.name, ""), field_choices(f)))
     return rows
 
 

@@ -61,8 +61,14 @@ class Run:
         manifest_path = run_dir / "manifest.json"
         if overwrite and run_dir.exists():
             shutil.rmtree(run_dir)
-        if manifest_path.is_file():
-            manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
+        if manifest is not None and never_started(run_dir, manifest):
+            # It failed before writing anything (a bad input, a typo): nothing to resume or to lose, so the
+            # re-run with the fix starts afresh instead of asking for --overwrite.
+            log.info("The %s run in %s stopped before writing any output (%s); starting it afresh", manifest.get(
+                "stage"), run_dir, manifest.get("error", manifest.get("status")))
+            manifest = None
+        if manifest is not None:
             _check_resumable(run_dir, manifest, stage, config_to_dict(cfg))
             manifest["resumed"] = manifest.get("resumed", 0) + 1
             log.info("Resuming %s run in %s", stage, run_dir)
@@ -109,6 +115,19 @@ class Run:
 
     def _write(self) -> None:
         atomic_write_json(self.dir / "manifest.json", self.manifest)
+
+
+# What Run.open itself writes; any other non-empty file in a run directory is output of the stage.
+RUN_FILES = ("config.yaml", "manifest.json")
+
+
+def never_started(run_dir: Path, manifest: dict) -> bool:
+    """True for a run that failed or was interrupted before writing any output (only its own config and
+    manifest, empty files and empty folders are there), so starting it afresh loses nothing."""
+    if manifest.get("status") not in ("failed", "interrupted"):
+        return False
+    return not any(path.is_file() and path.name not in RUN_FILES and path.stat().st_size > 0
+                   for path in run_dir.rglob("*"))
 
 
 def process_rank() -> int:

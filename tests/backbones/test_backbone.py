@@ -160,6 +160,20 @@ def test_missing_hub_id_fails_fast_and_plainly(monkeypatch):
     assert time.monotonic() - start < 5
 
 
+def test_tiny_by_name_says_that_pretraining_builds_it(tmp_path, monkeypatch, folder):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(VLMLoadError) as err:
+        VLMBackbone.from_pretrained("tiny")
+    message = str(err.value)
+    assert "vlm2vla pretrain model=tiny" in message and "model=runs/pretrain/model" in message
+    assert "hf download" not in message
+    # a missing run folder names the trained VLM folders that do exist beside it
+    (tmp_path / "runs" / "midtrain").mkdir(parents=True)
+    (tmp_path / "runs" / "midtrain" / "model").symlink_to(folder, target_is_directory=True)
+    with pytest.raises(VLMLoadError, match=r"does not exist.*VLM folders found in runs: runs/midtrain/model"):
+        VLMBackbone.from_pretrained("runs/pretrain/model")
+
+
 def test_collator_is_picklable_and_equal_to_collate(backbone):
     import pickle
 

@@ -74,3 +74,15 @@ def test_policy_with_wrong_output_shape_is_reported():
 def test_unknown_policy_type_suggests_close_names():
     with pytest.raises(ValueError, match="Did you mean: random"):
         make_policy(PolicyConfig(type="randm"))
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_fewer_jobs_than_envs_runs_every_job(asynchronous):
+    # One episode on a two-env pool: the env that never gets a job must not break the batch (it was
+    # never reset and returned None, which the vector env could not write into its batch).
+    jobs = [EpisodeJob(task="reach-v3", seed=3, instruction="reach")]
+    policy = CountingChunkPolicy()
+    results = list(run_episodes(jobs, policy, SIM, num_envs=2, asynchronous=asynchronous))
+    assert [(r.job.task, r.length) for r in results] == [("reach-v3", 30)]
+    assert set(policy.batch_sizes) == {1}
+

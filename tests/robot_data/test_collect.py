@@ -102,3 +102,10 @@ def test_sigkill_mid_collection_then_resume(tmp_path):
     assert reader.num_episodes == report["episodes"]
     index = np.concatenate([ep["index"] for ep in episodes])
     np.testing.assert_array_equal(index, np.arange(len(index)))
+
+
+def test_one_episode_with_more_workers_than_episodes(tmp_path):
+    # fewer episodes than worker envs (num_envs=2 by default) used to crash in gymnasium
+    assert main(["collect", f"run_dir={tmp_path / 'one'}", "tasks=[reach]", "episodes_per_task=1",
+                 "sim.image_size=32", "progress=false", "num_envs=2"]) == 0
+    assert LeRobotDatasetReader.open(tmp_path / "one").num_episodes == 1

@@ -19,17 +19,20 @@ TASKS = ["reach the red goal", "push the puck to the goal"]
 CAMERA = "observation.images.corner2"
 
 
-def _write_dataset(root: Path, action_dim: int = 4, episodes: int = 5, length: int = 12) -> Path:
-    """Short random episodes: one 128x128 PNG camera (corner2), 4-d state, `action_dim`-d action."""
+def _write_dataset(root: Path, action_dim: int = 4, episodes: int = 5, length: int = 12, video: bool = False
+                   ) -> Path:
+    """Short random episodes: one 128x128 camera (corner2; PNG, or mp4 when `video`), 4-d state,
+    `action_dim`-d action."""
     from vlm2vla.robot_data.writer import LeRobotDatasetWriter
 
     features = {
-        CAMERA: {"dtype": "image", "shape": [128, 128, 3], "names": ["height", "width", "channels"]},
+        CAMERA: {"dtype": "video" if video else "image", "shape": [128, 128, 3],
+                 "names": ["height", "width", "channels"]},
         "observation.state": {"dtype": "float32", "shape": [4], "names": None},
         "action": {"dtype": "float32", "shape": [action_dim], "names": None},
     }
     rng = np.random.default_rng(0)
-    with LeRobotDatasetWriter.create(root, fps=10, features=features, robot_type="toy", use_videos=False) as writer:
+    with LeRobotDatasetWriter.create(root, fps=10, features=features, robot_type="toy", use_videos=video) as writer:
         for e in range(episodes):
             action = rng.uniform(-1, 1, size=(length, action_dim)).astype(np.float32)
             action[:, -1] = np.sign(action[:, -1])  # a binary gripper command
@@ -189,6 +192,34 @@ def test_nothing_to_train(tmp_path, vlm_dir, robot_data, monkeypatch):
         build_parts(cfg, Run.open(cfg.run_dir, "train-policy", cfg))
 
 
+@pytest.mark.parametrize("cache_frames", [True, False])
+def test_unreadable_episodes_are_skipped_and_counted_or_fatal(tmp_path, vlm_dir, cache_frames):
+    from vlm2vla.robot_data.format import EpisodeReadError
+    from vlm2vla.robot_data.reader import LeRobotDatasetReader
+
+    data = _write_dataset(tmp_path / "video", episodes=6, length=6, video=True)
+    video = next((data / "videos").rglob("*.mp4"))
+    video.write_bytes(video.read_bytes()[: video.stat().st_size * 9 // 10])  # cuts the last episode(s)
+    reader = LeRobotDatasetReader.open(data)
+    bad = []
+    for e in range(reader.num_episodes):
+        try:
+            reader.load_episode(e)
+        except EpisodeReadError:
+            bad.append(e)
+    assert 0 < len(bad) < 3
+    fatal = _config(tmp_path / "fatal", vlm_dir, data, max_bad_episodes=0.0, cache_frames=cache_frames)
+    with pytest.raises(ValueError, match=rf"{len(bad)} of 6 episodes cannot be read.*{video}: episode {bad[0]}"):
+        build_parts(fatal, Run.open(fatal.run_dir, "train-policy", fatal))
+    cfg = _config(tmp_path / "skip", vlm_dir, data, max_bad_episodes=0.5, cache_frames=cache_frames,
+                  val_episodes=0, max_steps=2)
+    _run(cfg)
+    metrics = json.loads((tmp_path / "skip" / "manifest.json").read_text())["metrics"]
+    assert metrics["skipped_episodes"] == len(bad) and sorted(map(int, metrics["skipped"])) == bad
+    assert metrics["train_episodes"] == 6 - len(bad) and metrics["train_frames"] == 6 * (6 - len(bad))
+    assert f"episode {bad[0]}" in metrics["skipped"][str(bad[0])]
+
+
 def test_split_episodes_is_deterministic_and_keeps_training_data():
     from vlm2vla.training.policy_data import split_episodes
 
@@ -204,6 +235,18 @@ def test_split_episodes_is_deterministic_and_keeps_training_data():
 def test_shipped_recipe_loads():
     cfg = load_config(TrainPolicyConfig, "train_policy_tiny")
     assert cfg.policy.cameras == ("corner2",) and 16 <= cfg.batch_size <= 32 and cfg.init == "pretrained"
+
+
+def test_defaults_read_what_collect_and_pretrain_write():
+    from vlm2vla.engine.embed import EmbedConfig
+    from vlm2vla.robot_data.collect import CollectConfig
+    from vlm2vla.training.next_token import PretrainConfig
+
+    dataset = f"{CollectConfig().run_dir}/dataset"
+    assert TrainPolicyConfig().data == load_config(TrainPolicyConfig, "train_policy_tiny").data == dataset
+    assert EmbedConfig().robot_dataset == dataset
+    assert TrainPolicyConfig().model == load_config(TrainPolicyConfig, "train_policy_tiny").model \
+        == f"{PretrainConfig().run_dir}/model"
 
 
 def test_cli_help_lists_fields(capsys):

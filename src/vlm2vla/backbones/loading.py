@@ -18,6 +18,9 @@ from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
 logger = logging.getLogger(__name__)
 
+# The built-in default's name: `vlm2vla pretrain model=tiny` builds it; there is no folder or hub id by that name.
+TINY_MODEL = "tiny"
+
 
 class VLMLoadError(RuntimeError):
     """A VLM checkpoint could not be found or loaded; the message says what to do."""
@@ -40,9 +43,12 @@ def resolve_checkpoint(name_or_path: str, *, local_files_only: bool | None = Non
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
+    if name_or_path == TINY_MODEL:
+        raise VLMLoadError(_tiny_message())
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or path.exists():
         raise VLMLoadError(f"VLM checkpoint folder {name_or_path!r} does not exist (or is not a folder); "
-                           "pass a folder written by save_pretrained, or a hub id like 'owner/name'")
+                           "pass a folder written by save_pretrained, or a hub id like 'owner/name'."
+                           + _runs_hint(path))
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -58,6 +64,20 @@ def resolve_checkpoint(name_or_path: str, *, local_files_only: bool | None = Non
         return Path(snapshot_download(name_or_path))
     except Exception as err:  # network, auth, missing repo: all end in the same advice
         raise VLMLoadError(f"{_not_cached_message(name_or_path)} Download attempt failed: {err}") from err
+
+
+def _tiny_message() -> str:
+    """Where the built-in tiny VLM comes from: only pretraining builds it; every later stage reads its folder."""
+    return (f"'{TINY_MODEL}' is the built-in tiny VLM, which only `vlm2vla pretrain model={TINY_MODEL}` (e.g. "
+            f"`vlm2vla pretrain --config pretrain_tiny`) builds and trains; later stages take the folder it writes, "
+            f"<run_dir>/model: pass model=runs/pretrain/model (the default run_dir).{_runs_hint(Path('runs/x/model'))}")
+
+
+def _runs_hint(path: Path) -> str:
+    """Names trained VLM folders (<run_dir>/model) beside the run directory of `path`, if any."""
+    runs = path.parent.parent if path.name == "model" else path.parent
+    found = sorted(str(p.parent) for p in runs.glob("*/model/config.json"))[:5] if runs.is_dir() else []
+    return f" VLM folders found in {runs}: {', '.join(found)}." if found else ""
 
 
 def _offline_env() -> bool:

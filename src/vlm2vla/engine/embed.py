@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vlm2vla.config import check_choices, choice
 from vlm2vla.engine.feature_store import FEATURES_DIR, FeatureStore, completed_shards, write_meta, write_shard
 from vlm2vla.engine.features import (
     POOLINGS,
@@ -58,7 +59,7 @@ class EmbedConfig:
     # the VLM pool: a pool run directory or its pool.parquet ("" = embed no pool samples)
     pool: str = "runs/pool"
     # which pool split to embed: train (the candidates for selection), heldout, or all
-    split: str = "train"
+    split: str = choice(*SPLITS)
     # LeRobot dataset root of the robot episodes ("" = embed no robot samples)
     robot_dataset: str = "runs/collect/dataset"
     # camera feature to take robot frames from ("" = the dataset's first camera)
@@ -68,10 +69,10 @@ class EmbedConfig:
     # hidden-state index: 0 = embeddings, 1..N = layer outputs, -1 = last layer
     layer: int = -1
     # how a sample's token states become one vector: mean (over all non-padding tokens) or last
-    pooling: str = "mean"
+    pooling: str = choice(*POOLINGS)
     # tokens pooled: "prompt" (image + question + assistant header, comparable with robot frames, which
     # have no answer) or "all" (answers too); see vlm2vla.engine.features
-    tokens: str = "prompt"
+    tokens: str = choice(*TOKENS)
     # samples per forward pass
     batch_size: int = 32
     # token limit per sample (longer text is cut from the end; image tokens are never cut)
@@ -80,8 +81,8 @@ class EmbedConfig:
     shard_rows: int = 2048
     # also store each pool sample's answer-token mean NLL (for the perplexity selection baselines)
     compute_loss: bool = True
-    # weight dtype: auto (bf16 on GPUs that support it, else float32), float32, bfloat16, float16
-    dtype: str = "auto"
+    # weight dtype: auto = bf16 on GPUs that support it, else float32
+    dtype: str = choice(*DTYPES)
     # seed of the robot-frame draw and of the pool subsample
     seed: int = 0
     # DataLoader worker processes that load images and tokenize (0 = in this process)
@@ -94,14 +95,7 @@ class EmbedConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        if self.tokens not in TOKENS:
-            raise ValueError(f"tokens must be one of {TOKENS}, got {self.tokens!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        check_choices(self)
         for name in ("batch_size", "shard_rows", "max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

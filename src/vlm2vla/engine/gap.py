@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vlm2vla.config import check_choices, choice
 from vlm2vla.engine import gap_metrics as gm
 from vlm2vla.fileio import atomic_path, atomic_write_json, atomic_write_text
 from vlm2vla.runs import Run
@@ -50,22 +51,21 @@ class GapConfig:
     folds: int = 5
     # uniformity temperature (the paper: 2)
     uniformity_t: float = 2.0
-    # 2-D map: tsne, umap (needs umap-learn), pca or none
-    map: str = "tsne"
+    # 2-D map of the features (umap needs umap-learn)
+    map: str = choice(*MAP_METHODS)
     # points on the map, split evenly over the robot set and the sources
     map_samples: int = 3000
     # seed of every subsample, shuffle, fold split and map
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_choices(self)
         if self.max_samples < 10:
             raise ValueError(f"max_samples must be >= 10, got {self.max_samples}")
         if self.permutations < 0:
             raise ValueError(f"permutations must be >= 0, got {self.permutations}")
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
-        if self.map not in MAP_METHODS:
-            raise ValueError(f"map must be one of {MAP_METHODS}, got {self.map!r}")
 
 
 def open_features(path: str | Path):

@@ -37,8 +37,9 @@ class EstimatorConfig:
     batch_size: int = 128
     # hidden units of an MLP variant; 0 = the paper's single linear layer
     hidden: int = 0
-    # AdamW learning rate and weight decay
+    # AdamW learning rate
     lr: float = 1e-3
+    # AdamW weight decay
     weight_decay: float = 1e-4
     # stop once the held-out balanced accuracy reaches this (the paper: 0.9); > 1 never stops early
     target_val_acc: float = 0.9

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vlm2vla.config import check_choices, choice
 from vlm2vla.engine import selection as sel
 from vlm2vla.engine.gap import open_features
 from vlm2vla.engine.gap_metrics import subsample, uniformity
@@ -47,8 +48,8 @@ class SelectConfig:
     features: str = "runs/embed"
     # the pool run directory (or its pool.parquet) the mixture's samples come from
     pool: str = "runs/pool"
-    # proximity, random, nearest, centroid, perplexity, delta_perplexity or dsir
-    strategy: str = "proximity"
+    # how the pool is scored: the proximity estimator (EmbodiedMidtrain) or a baseline at the same budget
+    strategy: str = choice(*sel.STRATEGIES)
     # budget as a count of samples; wins over `fraction` when set; clamped (with a warning) to the pool size
     k: int | None = None
     # budget as a share of the pool, used when k is unset
@@ -62,7 +63,7 @@ class SelectConfig:
     # embed run of the VLA-adapted model; its loss column drives perplexity and delta_perplexity
     vla_features: str | None = None
     # DSIR density: gaussian (PCA + Gaussians) or hashed (random-hyperplane buckets)
-    dsir_method: str = "gaussian"
+    dsir_method: str = choice("gaussian", "hashed")
     # DSIR reduced dims / hyperplanes
     dsir_dims: int = 32
     # rows per streamed feature batch
@@ -73,16 +74,13 @@ class SelectConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.strategy not in sel.STRATEGIES:
-            raise ValueError(f"strategy must be one of {sel.STRATEGIES}, got {self.strategy!r}")
+        check_choices(self)
         if self.k is not None and self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
         if self.k is None and not 0.0 < self.fraction <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
         if self.strategy in ("perplexity", "delta_perplexity") and not self.vla_features:
             raise ValueError(f"strategy={self.strategy} needs vla_features=<embed run of the VLA-adapted model>")
-        if self.dsir_method not in ("gaussian", "hashed"):
-            raise ValueError(f"dsir_method must be 'gaussian' or 'hashed', got {self.dsir_method!r}")
 
 
 def select(cfg: SelectConfig, run: Run) -> dict:

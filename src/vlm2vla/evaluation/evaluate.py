@@ -27,12 +27,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from vlm2vla.config import check_choices, choice
 from vlm2vla.evaluation.metrics import EpisodeRecord, format_table, success_tables
-from vlm2vla.evaluation.policy import PolicyConfig, make_policy
-from vlm2vla.evaluation.rollout import DEFAULT_MP_CONTEXT, EpisodeJob, EpisodeResult, run_episodes
+from vlm2vla.evaluation.policy import PolicyConfig, describe_policy, make_policy, resolve_policy_config
+from vlm2vla.evaluation.rollout import MP_CONTEXTS, EpisodeJob, EpisodeResult, run_episodes
 from vlm2vla.fileio import atomic_write_json, atomic_write_text, read_jsonl_log
 from vlm2vla.runs import Run
-from vlm2vla.sim import ALL_TASKS, DIFFICULTY_GROUPS, SimConfig, resolve_tasks, sample_instruction
+from vlm2vla.sim import ALL_TASKS, SimConfig, resolve_tasks, sample_instruction
+from vlm2vla.sim.catalog import task_group
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,8 @@ class EvalConfig:
     tasks: tuple[str, ...] = ("easy",)
     # episodes per task and instruction split (LeRobot's Meta-World protocol uses 10)
     episodes_per_task: int = 10
-    # instruction splits to evaluate: canonical, seen (paraphrases seen in training), unseen
-    splits: tuple[str, ...] = ("canonical",)
+    # instruction splits to evaluate: canonical, seen (paraphrases seen in training), unseen (held out)
+    splits: tuple[str, ...] = choice(*SPLITS, default=("canonical",))
     # base seed of the episodes' initial states and of the policy's randomness
     seed: int = 0
     # the policy under test
@@ -65,7 +67,7 @@ class EvalConfig:
     # run environments in worker processes (false: all in this process, for debugging)
     asynchronous: bool = True
     # multiprocessing start method for the workers
-    mp_context: str = DEFAULT_MP_CONTEXT
+    mp_context: str = choice(*MP_CONTEXTS)
     # episodes per task and split saved as mp4 (0 = none)
     video_episodes: int = 1
     # frame rate of the saved videos (Meta-World's control rate is 80 Hz)
@@ -80,15 +82,10 @@ class EvalConfig:
             raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
         if self.n_action_steps < 0:
             raise ValueError(f"n_action_steps must be >= 1, or 0 for the policy's own, got {self.n_action_steps}")
-        unknown = [s for s in self.splits if s not in SPLITS]
-        if unknown or not self.splits:
+        check_choices(self)
+        if not self.splits:
             raise ValueError(f"splits must be a non-empty subset of {SPLITS}, got {list(self.splits)}")
         resolve_tasks(list(self.tasks))  # raises with the closest names on a typo
-
-
-def task_group(task: str) -> str:
-    """The difficulty group (easy, medium, hard, very_hard) a task belongs to."""
-    return next((g for g, members in DIFFICULTY_GROUPS.items() if task in members), "other")
 
 
 def episode_jobs(cfg: EvalConfig, done: set[tuple[str, str, int]] = frozenset()) -> Iterator[EpisodeJob]:
@@ -115,8 +112,11 @@ def evaluate(cfg: EvalConfig, run: Run) -> dict:
     total = len(jobs) + len(records)
     if records:
         log.info("Resuming: %d of %d episodes already evaluated", len(records), total)
-    run.update(inputs={"policy": cfg.policy.path or cfg.policy.type})
-    policy = make_policy(cfg.policy, seed=cfg.seed)
+    policy_cfg = resolve_policy_config(cfg.policy)  # "auto" -> a type; a path is never silently ignored
+    measured = describe_policy(policy_cfg)
+    log.info("Evaluating policy %s%s", measured["type"], f" from {measured['path']}" if measured["path"] else "")
+    run.update(inputs={"policy": measured})
+    policy = make_policy(policy_cfg, seed=cfg.seed)
     policy.reset()
     n_action_steps = cfg.n_action_steps or getattr(policy, "n_action_steps", 1)
     bar = tqdm(total=total, initial=len(records), desc="eval episodes", unit="ep", disable=not cfg.progress)
@@ -133,8 +133,9 @@ def evaluate(cfg: EvalConfig, run: Run) -> dict:
             bar.update(1)
             bar.set_postfix(success=f"{sum(r.success for r in records) / len(records):.0%}")
     bar.close()
-    tables = write_results(run.dir, records)
-    log.info("\n%s", format_table(tables["per_task"], "task"))
+    tables = write_results(run.dir, records, measured)
+    log.info("Policy %s%s:\n%s", measured["type"], f" ({measured['path']})" if measured["path"] else "",
+             format_table(tables["per_task"], "task"))
     log.info("\n%s", format_table(tables["per_group"], "group"))
     log.info("\n%s", format_table(tables["per_split"], "split"))
     run.finish(metrics={"success_rate": tables["overall"]["success_rate"], "episodes": len(records),
@@ -143,14 +144,21 @@ def evaluate(cfg: EvalConfig, run: Run) -> dict:
     return tables
 
 
-def write_results(out_dir: Path, records: list[EpisodeRecord]) -> dict:
-    """Write results.json, episodes.csv and per_task.csv for `records`; returns the tables."""
+def write_results(out_dir: Path, records: list[EpisodeRecord], policy: dict) -> dict:
+    """Write results.json, episodes.csv and per_task.csv for `records`; returns the tables.
+
+    Args:
+        out_dir: the run directory.
+        records: the evaluated episodes.
+        policy: {"type", "path"} of the policy measured; recorded in results.json and per_task.csv.
+    """
     records = sorted(records, key=lambda r: (r.split, r.task, r.episode))
-    tables = success_tables(records)
+    tables = {"policy": policy, **success_tables(records)}
     atomic_write_json(out_dir / "results.json", tables)
     _write_csv(out_dir / "episodes.csv", [asdict(r) for r in records])
     _write_csv(out_dir / "per_task.csv", [
-        {"task": key.split("/")[0], "split": key.split("/")[1], "group": task_group(key.split("/")[0]), **row}
+        {"task": key.split("/")[0], "split": key.split("/")[1], "group": task_group(key.split("/")[0]), **row,
+         "policy_type": policy["type"], "policy_path": policy["path"] or ""}
         for key, row in tables["per_task_split"].items()
     ])
     return tables

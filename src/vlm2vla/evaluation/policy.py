@@ -21,7 +21,8 @@ from __future__ import annotations
 import abc
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,9 +46,11 @@ class Policy(abc.ABC):
 class PolicyConfig:
     """Which policy to evaluate."""
 
-    # registered policy type: "expert", "random", or one a policy package registers
-    type: str = "expert"
-    # checkpoint folder for learned policies (unused by the reference policies)
+    # registered policy type: "auto" (the type of the folder at `path`, else the scripted expert), "expert",
+    # "random", "vla" (a trained VLAPolicy), or one a policy package registers
+    type: str = "auto"
+    # a learned policy's folder (e.g. runs/train-policy/policy, or the train-policy run directory itself);
+    # refused by the reference policies, which take none
     path: str | None = None
     # std of Gaussian noise added to expert actions (demonstration diversity); 0 = none
     noise_std: float = 0.0
@@ -65,32 +68,93 @@ class PolicyConfig:
 
 PolicyBuilder = Callable[[PolicyConfig, int], Policy]
 _REGISTRY: dict[str, PolicyBuilder] = {}
+# Policy type -> the file that marks a folder as a saved policy of that type (types that load a path).
+_FOLDER_MARKERS: dict[str, str] = {}
+AUTO = "auto"
 
 
-def register_policy(name: str) -> Callable[[PolicyBuilder], PolicyBuilder]:
-    """Decorator: register `builder(cfg, seed) -> Policy` under `name`."""
+def register_policy(name: str, folder_marker: str | None = None) -> Callable[[PolicyBuilder], PolicyBuilder]:
+    """Decorator: register `builder(cfg, seed) -> Policy` under `name`.
+
+    Args:
+        name: the `policy.type` value.
+        folder_marker: for policies loaded from `policy.path`, a file every saved folder of this type
+            holds (how "auto" recognises the type); None for policies that take no path.
+    """
 
     def wrap(builder: PolicyBuilder) -> PolicyBuilder:
-        if name in _REGISTRY:
+        if name in _REGISTRY or name == AUTO:
             raise ValueError(f"Policy type '{name}' is registered twice")
         _REGISTRY[name] = builder
+        if folder_marker is not None:
+            _FOLDER_MARKERS[name] = folder_marker
         return builder
 
     return wrap
 
 
-def make_policy(cfg: PolicyConfig, seed: int = 0) -> Policy:
-    """Build the policy named by `cfg.type`.
-
-    Raises:
-        ValueError: unknown type; the message lists the closest registered names.
-    """
+def _load_registry(learned: bool) -> None:
     import vlm2vla.evaluation.reference_policies  # noqa: F401 - registers "expert" and "random"
 
-    if cfg.type not in _REGISTRY:  # learned policies: imported only when asked for (torch, transformers)
+    if learned:  # imported only when needed: it pulls in torch and transformers
         import vlm2vla.policies.eval_policy  # noqa: F401 - registers "vla"
-    if cfg.type not in _REGISTRY:
-        close = difflib.get_close_matches(cfg.type, list(_REGISTRY), n=3)
+
+
+def resolve_policy_config(cfg: PolicyConfig) -> PolicyConfig:
+    """`cfg` with its type and path made explicit: what an evaluation reports it measured.
+
+    "auto" becomes the type whose saved folder `path` is (or "expert" without a path); a run directory
+    holding a final policy in `policy/` (what train-policy writes) resolves to that folder. A path is
+    never ignored: a type that loads none refuses one.
+
+    Raises:
+        ValueError: unknown type (with the closest names), a path given to a policy that takes none, or a
+            path that holds no saved policy.
+    """
+    _load_registry(learned=bool(cfg.path))
+    if cfg.type not in (AUTO, *_REGISTRY):
+        _load_registry(learned=True)
+    if cfg.type != AUTO and cfg.type not in _REGISTRY:
+        names = [AUTO, *sorted(_REGISTRY)]
+        close = difflib.get_close_matches(cfg.type, names, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(f"Unknown policy type '{cfg.type}'.{hint} Registered: {', '.join(sorted(_REGISTRY))}.")
+        raise ValueError(f"Unknown policy type '{cfg.type}'.{hint} Registered: {', '.join(names)}.")
+    if not cfg.path:
+        return replace(cfg, type="expert") if cfg.type == AUTO else cfg
+    if cfg.type != AUTO and cfg.type not in _FOLDER_MARKERS:
+        raise ValueError(f"policy.path={cfg.path} is given but policy.type={cfg.type} loads no folder, so the path "
+                         f"would be ignored: drop policy.path, or set policy.type to "
+                         f"{' / '.join([AUTO, *_FOLDER_MARKERS])} to evaluate the policy saved there.")
+    folder, kind = _find_policy_folder(Path(cfg.path), cfg.type)
+    return replace(cfg, type=kind, path=str(folder.resolve()))
+
+
+def _find_policy_folder(path: Path, wanted: str) -> tuple[Path, str]:
+    """(folder, type) of the saved policy at `path` or in its `policy/` subfolder."""
+    markers = {wanted: _FOLDER_MARKERS[wanted]} if wanted != AUTO else _FOLDER_MARKERS
+    if not path.is_dir():
+        raise ValueError(f"policy.path={path} does not exist (or is not a folder): pass a saved policy folder, e.g. "
+                         "runs/train-policy/policy.")
+    for folder in (path, path / "policy"):
+        for kind, marker in markers.items():
+            if (folder / marker).is_file():
+                return folder, kind
+    wanted_files = ", ".join(f"{m} ({k})" for k, m in markers.items())
+    raise ValueError(f"policy.path={path} holds no saved policy: neither it nor {path / 'policy'} has "
+                     f"{wanted_files}. Pass the folder train-policy wrote (<run_dir>/policy or "
+                     "<run_dir>/checkpoints/step-N/model).")
+
+
+def describe_policy(cfg: PolicyConfig) -> dict[str, Any]:
+    """{"type", "path"} of a resolved config: what results files record as the measured policy."""
+    return {"type": cfg.type, "path": cfg.path}
+
+
+def make_policy(cfg: PolicyConfig, seed: int = 0) -> Policy:
+    """Build the policy `cfg` names (resolved first, see `resolve_policy_config`).
+
+    Raises:
+        ValueError: unknown type (the message lists the closest registered names), or a path problem.
+    """
+    cfg = resolve_policy_config(cfg)
     return _REGISTRY[cfg.type](cfg, seed)

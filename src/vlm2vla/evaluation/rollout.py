@@ -32,6 +32,8 @@ from vlm2vla.sim import SimConfig, make_env
 # Worker processes are started with "spawn": a forked child would inherit this process's OpenGL
 # state and thread pools (torch, OSMesa), which deadlocks or crashes renderers.
 DEFAULT_MP_CONTEXT = "spawn"
+# Start methods a config may choose; "fork" is offered for simulators that do not render with OpenGL.
+MP_CONTEXTS = (DEFAULT_MP_CONTEXT, "forkserver", "fork")
 
 
 @dataclass(frozen=True)
@@ -140,11 +142,16 @@ def run_episodes(jobs: Iterable[EpisodeJob], policy: Policy, sim_cfg: SimConfig,
         context: multiprocessing start method for the workers.
     """
     queue = iter(jobs)
-    first = next(queue, None)
-    if first is None:
+    # Look ahead at most num_envs jobs and start no more environments than there are jobs: every
+    # environment must be reset before the first step (gymnasium batches every worker's observation,
+    # and one never reset has none), and an environment without a job would only cost a process.
+    head = list(itertools.islice(queue, num_envs))
+    if not head:
         return
-    queue = itertools.chain([first], queue)
+    num_envs = len(head)
+    queue = itertools.chain(head, queue)
     n_action_steps = max(1, min(n_action_steps, policy.chunk_size))
+    first = head[0]
     envs = make_vector_env(sim_cfg, first.task, num_envs, asynchronous, context)
     slots: list[_Slot | None] = [None] * num_envs
     tasks = [first.task] * num_envs

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vlm2vla.config import check_choices, choice
+
 HEAD_TYPES = ("vlm4vla", "pi0", "gr00t")
 NORMALIZATION_MODES = ("mean_std", "min_max", "quantile", "identity")
 
@@ -44,8 +46,9 @@ class VLM4VLAOptions:
 class FlowMatchingOptions:
     """Flow matching shared by the action experts (pi0's convention: t=1 is noise, t=0 is data)."""
 
-    # Beta(alpha, beta) distribution of the training time t (pi0: Beta(1.5, 1), more weight on noisy t)
+    # alpha of the Beta(alpha, beta) distribution of the training time t (pi0: Beta(1.5, 1), more weight on noisy t)
     time_alpha: float = 1.5
+    # beta of that distribution
     time_beta: float = 1.0
     # t is squeezed into [min_time, 1] so the target velocity stays defined
     min_time: float = 0.001
@@ -106,8 +109,8 @@ class Gr00tOptions:
 class VLAConfig:
     """What a VLA policy reads and predicts, and which head it uses."""
 
-    # action head: vlm4vla, pi0 or gr00t
-    head: str = "vlm4vla"
+    # action head: the VLM4VLA action query + MLP, or a pi0- / GR00T-style flow-matching expert
+    head: str = choice(*HEAD_TYPES)
     # camera names; the policy reads observation.images.<camera> for each, in this order
     cameras: tuple[str, ...] = ("corner2",)
     # action dimension (Meta-World: 3 arm deltas + 1 gripper)
@@ -120,9 +123,10 @@ class VLAConfig:
     chunk_size: int = 8
     # actions executed before the policy is asked again (<= chunk_size)
     n_action_steps: int = 4
-    # how state and actions are normalised from the dataset's stats.json
-    state_normalization: str = "mean_std"
-    action_normalization: str = "min_max"
+    # how the state is normalised from the dataset's stats.json
+    state_normalization: str = choice(*NORMALIZATION_MODES, default="mean_std")
+    # how actions are normalised from the dataset's stats.json (predictions are mapped back to dataset units)
+    action_normalization: str = choice(*NORMALIZATION_MODES, default="min_max")
     # the user prompt; {task} is replaced by the instruction
     prompt: str = "What action should the robot take to {task}?"
     # prompt tokens kept per sample (longer prompts are cut from the left of the text)
@@ -133,8 +137,7 @@ class VLAConfig:
     flow: FlowMatchingOptions = field(default_factory=FlowMatchingOptions)
 
     def __post_init__(self) -> None:
-        if self.head not in HEAD_TYPES:
-            raise ValueError(f"head must be one of {HEAD_TYPES}, got {self.head!r}")
+        check_choices(self)
         if not self.cameras:
             raise ValueError("cameras must name at least one camera, e.g. [corner2]")
         if self.action_dim < 1 or self.state_dim < 0:
@@ -145,9 +148,6 @@ class VLAConfig:
         if self.chunk_size < 1 or not 1 <= self.n_action_steps <= self.chunk_size:
             raise ValueError(f"need chunk_size >= 1 and 1 <= n_action_steps <= chunk_size "
                              f"(got {self.chunk_size}, {self.n_action_steps})")
-        for name in ("state_normalization", "action_normalization"):
-            if getattr(self, name) not in NORMALIZATION_MODES:
-                raise ValueError(f"{name} must be one of {NORMALIZATION_MODES}, got {getattr(self, name)!r}")
         if "{task}" not in self.prompt:
             raise ValueError(f"prompt must contain {{task}} (the instruction), got {self.prompt!r}")
 

@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from vlm2vla.config import check_choices, choice
 from vlm2vla.evaluation.policy import PolicyConfig, make_policy
-from vlm2vla.evaluation.rollout import DEFAULT_MP_CONTEXT, EpisodeJob, EpisodeResult, run_episodes
+from vlm2vla.evaluation.rollout import MP_CONTEXTS, EpisodeJob, EpisodeResult, run_episodes
 from vlm2vla.fileio import atomic_write_json, read_jsonl_log
 from vlm2vla.robot_data.writer import LeRobotDatasetWriter
 from vlm2vla.runs import Run
@@ -55,8 +56,9 @@ class CollectConfig:
     seed: int = 10_000_000
     # std of Gaussian noise added to the expert's actions, in action units ([-1, 1]); 0 = none
     action_noise: float = 0.0
-    # which instruction each episode is labelled with: canonical, or a random seen paraphrase
-    instruction_split: str = "canonical"
+    # which instruction each episode is labelled with: canonical, or a random seen paraphrase (unseen
+    # paraphrases stay held out for evaluation)
+    instruction_split: str = choice("canonical", "seen")
     # keep episodes in which the expert failed
     keep_failed: bool = False
     # simulator settings
@@ -74,7 +76,7 @@ class CollectConfig:
     # run environments in worker processes (false: all in this process)
     asynchronous: bool = True
     # multiprocessing start method for the workers
-    mp_context: str = DEFAULT_MP_CONTEXT
+    mp_context: str = choice(*MP_CONTEXTS)
     # show a progress bar
     progress: bool = True
 
@@ -83,9 +85,7 @@ class CollectConfig:
             raise ValueError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
         if self.action_noise < 0:
             raise ValueError(f"action_noise must be >= 0, got {self.action_noise}")
-        if self.instruction_split not in ("canonical", "seen"):
-            raise ValueError(f"instruction_split must be 'canonical' or 'seen' (unseen ones stay held out), "
-                             f"got '{self.instruction_split}'")
+        check_choices(self)
         if self.num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
         if not self.sim.privileged_state:

@@ -74,6 +74,17 @@ class DatasetFormatError(ValueError):
         super().__init__(message)
 
 
+class EpisodeReadError(DatasetFormatError):
+    """One episode's frames cannot be read (a corrupt or truncated video or image); others may be fine.
+
+    Callers that can do without the episode (policy training) catch this, skip the episode and count it.
+    """
+
+    def __init__(self, path: str | Path, episode: int, problem: str, fix: str = "") -> None:
+        self.episode = episode
+        super().__init__(path, problem, fix)
+
+
 def chunk_file_path(template: str, chunk_index: int, file_index: int, **keys: Any) -> str:
     """Fill a chunk/file path template.
 

@@ -14,6 +14,7 @@ source of truth (see writer.py on crash safety).
 from __future__ import annotations
 
 import io
+import logging
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -41,11 +42,14 @@ from vlm2vla.robot_data.format import (
     TASKS_PATH,
     VISUAL_DTYPES,
     DatasetFormatError,
+    EpisodeReadError,
     camera_keys,
     image_keys,
     video_keys,
 )
 from vlm2vla.robot_data.video import VideoDecoderCache
+
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------- v3.0 metadata
@@ -138,6 +142,49 @@ def _legacy_metadata(root: Path, info: dict) -> tuple[list[str], list[dict], dic
     return tasks, episodes, stats
 
 
+# What to do about an episode whose frames cannot be read.
+BAD_EPISODE_FIX = ("restore the file from a backup or re-collect the episode; train-policy skips and counts such "
+                   "episodes (up to max_bad_episodes) instead of stopping")
+
+
+# ---------------------------------------------------------------------- finding the root
+# The folder `vlm2vla collect` writes its dataset to, inside its run directory.
+COLLECT_DATASET_DIR = "dataset"
+
+
+def find_dataset_root(path: str | Path) -> Path:
+    """The dataset root meant by `path`: the folder itself, or the dataset inside a collect run directory.
+
+    Raises:
+        DatasetFormatError: `path` holds no meta/info.json; the message lists datasets found nearby
+            (below `path` and beside it), so a wrong root is one edit away from a right one.
+    """
+    root = Path(path)
+    if (root / INFO_PATH).is_file():
+        return root
+    inner = root / COLLECT_DATASET_DIR
+    if (inner / INFO_PATH).is_file():
+        logger.info("Reading the dataset %s of the run directory %s", inner, root)
+        return inner
+    nearby = _datasets_near(root)
+    if nearby:
+        fix = f"found a dataset at {', '.join(str(p) for p in nearby)}: pass that folder instead"
+    else:
+        fix = ("pass the folder that holds meta/info.json (`vlm2vla collect` writes <run_dir>/dataset; a collect "
+               "run directory works too)")
+    what = "no such folder" if not root.exists() else "not a LeRobotDataset root (no meta/info.json)"
+    raise DatasetFormatError(root, what, fix)
+
+
+def _datasets_near(root: Path, limit: int = 5) -> list[Path]:
+    """Dataset roots up to two levels below `root` and below its parent (siblings and their children)."""
+    found: list[Path] = []
+    for base in dict.fromkeys(p for p in (root, root.parent) if p.is_dir()):
+        for pattern in (f"*/{INFO_PATH}", f"*/*/{INFO_PATH}"):
+            found.extend(info.parents[1] for info in sorted(base.glob(pattern)))
+    return list(dict.fromkeys(found))[:limit]
+
+
 # ---------------------------------------------------------------------- reader
 class LeRobotDatasetReader:
     """Metadata and frame access for a local LeRobotDataset (v3.0 or v2.1). Build with `open`.
@@ -167,7 +214,7 @@ class LeRobotDatasetReader:
         Raises:
             DatasetFormatError: missing/corrupt metadata or an unsupported codebase_version.
         """
-        root = Path(root)
+        root = find_dataset_root(root)
         info = read_json(root / INFO_PATH)
         version = check_version(info, root / INFO_PATH)
         if version == LEGACY_VERSION:
@@ -275,8 +322,14 @@ class LeRobotDatasetReader:
             [N, H, W, 3] uint8.
         """
         start = float(self.episodes[episode_index][f"videos/{key}/from_timestamp"])
-        return self._videos.decode(self.video_path(episode_index, key), [start + t for t in timestamps],
-                                   tolerance_s)
+        path = self.video_path(episode_index, key)
+        try:
+            return self._videos.decode(path, [start + t for t in timestamps], tolerance_s)
+        except DatasetFormatError as err:
+            frames = sorted({round(t * self.fps) for t in timestamps})
+            where = f"frame {frames[0]}" if len(frames) == 1 else f"frames {frames[0]}..{frames[-1]}"
+            raise EpisodeReadError(path, episode_index, f"episode {episode_index}, {key}, {where}: {err.problem}",
+                                   BAD_EPISODE_FIX) from err
 
     def load_episode(self, episode_index: int) -> dict[str, Any]:
         """Every feature of one episode as numpy arrays (images decoded to [T, H, W, 3] uint8).
@@ -293,11 +346,21 @@ class LeRobotDatasetReader:
         if image_keys(self.features):
             table = read_parquet(path, columns=[*image_keys(self.features)])
             for key in image_keys(self.features):
-                out[key] = np.stack([decode_png(table[key][int(r)].as_py()["bytes"]) for r in cols["_row"]])
+                out[key] = np.stack([self._decode_image(table[key][int(r)].as_py()["bytes"], path, episode_index,
+                                                        key, int(f)) for r, f in zip(cols["_row"], cols["frame_index"],
+                                                                                     strict=True)])
         for key in video_keys(self.features):
             out[key] = self.decode_video(episode_index, key, cols["timestamp"].astype(np.float64).tolist())
         out["task"] = self.tasks[int(cols["task_index"][0])]
         return out
+
+    @staticmethod
+    def _decode_image(data: bytes, path: Path, episode: int, key: str, frame: int) -> np.ndarray:
+        try:
+            return decode_png(data)
+        except OSError as err:  # PIL's UnidentifiedImageError and truncated-file errors are OSErrors
+            raise EpisodeReadError(path, episode, f"episode {episode}, {key}, frame {frame}: undecodable image "
+                                   f"({err})", BAD_EPISODE_FIX) from err
 
     def close(self) -> None:
         """Close cached video files."""
@@ -352,7 +415,9 @@ class RobotEpisodeDataset(torch.utils.data.Dataset):
             if features[key]["dtype"] == "video":
                 image = self.reader.decode_video(episode, key, [float(cols["timestamp"][i])], self.tolerance_s)[0]
             else:
-                image = decode_png(self._images.get(int(cols["_file"][i]), int(cols["_row"][i]), key))
+                image = self.reader._decode_image(self._images.get(int(cols["_file"][i]), int(cols["_row"][i]), key),
+                                                  self._files[int(cols["_file"][i])], episode, key,
+                                                  int(cols["frame_index"][i]))
             item[key] = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
         for key, ft in features.items():
             if key in item or key in ("action", "task_index", "episode_index", "frame_index", "index",

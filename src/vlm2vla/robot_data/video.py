@@ -223,6 +223,11 @@ class VideoDecoderCache:
             self._open.popitem(last=False)[1].close()
         return container
 
+    def _forget(self, path: str | Path) -> None:
+        """Close and drop every cached handle of `path`."""
+        for key in [k for k in self._open if k[0] == str(path)]:
+            self._open.pop(key).close()
+
     def __getstate__(self) -> dict:
         # Open containers cannot be pickled (DataLoader workers with spawn): start empty there.
         return {"max_open": self.max_open}
@@ -270,10 +275,15 @@ class VideoDecoderCache:
             DatasetFormatError: a requested time has no frame within the tolerance.
         """
         first, last = min(timestamps), max(timestamps)
-        frames, times = self._decode_range(path, first, last, seek=True)
-        if not times or times[0] > first + tolerance_s:
-            # The seek overshot (no keyframe index entry before `first`): decode from the start.
-            frames, times = self._decode_range(path, first, last, seek=False)
+        try:
+            frames, times = self._decode_range(path, first, last, seek=True)
+            if not times or times[0] > first + tolerance_s:
+                # The seek overshot (no keyframe index entry before `first`): decode from the start.
+                frames, times = self._decode_range(path, first, last, seek=False)
+        except av.error.FFmpegError as err:
+            self._forget(path)  # a demuxer that hit bad data is not trusted for the next request
+            raise DatasetFormatError(path, f"cannot decode the frames at {first:.4f}..{last:.4f}s ({err})",
+                                     "the file is truncated or corrupt: restore it or re-encode it") from err
         if not times:
             raise DatasetFormatError(path, "no frames could be decoded", "re-encode or restore the file")
         loaded = np.asarray(times)

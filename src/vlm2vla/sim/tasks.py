@@ -83,7 +83,7 @@ def _unknown(name: str) -> UnknownTaskError:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return UnknownTaskError(
         f"Unknown Meta-World task or group {name!r}.{hint} Groups: {', '.join(TASK_GROUPS)}; "
-        "resolve_tasks('all') (or vlm2vla.sim.ALL_TASKS) lists all 50 task names."
+        "`vlm2vla tasks` lists every task, group and instruction split."
     )
 
 

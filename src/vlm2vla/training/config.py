@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vlm2vla.backbones.families import FREEZE_GROUPS
+from vlm2vla.config import check_choices, choice
+
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 REPORTERS = ("tensorboard", "wandb")
 # Projection names shared by Llama/Qwen/Gemma/SmolLM-style language models.
@@ -99,14 +102,14 @@ class TrainConfig:
     epochs: float = 1.0
     # prompt+answer tokens per sample (longer samples are truncated)
     max_length: int = 512
-    # parameter groups frozen during training: vision, connector, language_model, word_embeddings
-    freeze: tuple[str, ...] = ()
+    # parameter groups frozen during training
+    freeze: tuple[str, ...] = choice(*FREEZE_GROUPS, default=())
     # LoRA adapters instead of full-parameter training
     lora: LoraOptions = field(default_factory=LoraOptions)
     # held-out evaluation
     eval: EvalOptions = field(default_factory=EvalOptions)
-    # "auto" picks bf16 on GPUs that support it and "no" elsewhere; or no, bf16, fp16
-    mixed_precision: str = "auto"
+    # "auto" picks bf16 on GPUs that support it and "no" elsewhere
+    mixed_precision: str = choice(*MIXED_PRECISION)
     # recompute activations in backward to save memory (large models)
     gradient_checkpointing: bool = False
     # steps between metrics lines
@@ -121,19 +124,17 @@ class TrainConfig:
     seed: int = 0
     # dataloader worker processes (decoding and tokenisation happen there)
     num_workers: int = 2
-    # also log to these when installed: tensorboard, wandb
-    report_to: tuple[str, ...] = ()
+    # also log to these when installed
+    report_to: tuple[str, ...] = choice(*REPORTERS, default=())
     # show a progress bar (main process only)
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_choices(self)
         check_optimization(self, at_least_one=("batch_size", "grad_accum", "max_length", "log_interval",
                                                "keep_checkpoints"),
                            non_negative=("max_steps", "eval_interval", "save_interval", "num_workers",
                                          "weight_decay", "max_grad_norm"))
-        unknown = [r for r in self.report_to if r not in REPORTERS]
-        if unknown:
-            raise ValueError(f"report_to: unknown {unknown}; choose from {REPORTERS}")
         if not self.model:
             raise ValueError("model must be 'tiny', a local folder or a hub id")
         if not self.data:
@@ -141,10 +142,10 @@ class TrainConfig:
 
 
 def check_optimization(cfg: object, at_least_one: tuple[str, ...], non_negative: tuple[str, ...]) -> None:
-    """Checks every trainer's config shares: counts, intervals, lr, warmup, run length, precision.
+    """Checks every trainer's config shares: counts, intervals, lr, warmup, run length.
 
     Args:
-        cfg: a config with lr, warmup_ratio, max_steps, epochs and mixed_precision fields.
+        cfg: a config with lr, warmup_ratio, max_steps and epochs fields.
         at_least_one: fields that must be >= 1.
         non_negative: fields that must be >= 0.
 
@@ -163,5 +164,3 @@ def check_optimization(cfg: object, at_least_one: tuple[str, ...], non_negative:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
     if cfg.max_steps == 0 and cfg.epochs <= 0:
         raise ValueError(f"set max_steps > 0 or epochs > 0 (got max_steps=0, epochs={cfg.epochs})")
-    if cfg.mixed_precision not in MIXED_PRECISION:
-        raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {cfg.mixed_precision!r}")

@@ -2,12 +2,14 @@
 validation (action error on held-out episodes).
 
     train_eps, val_eps = split_episodes(reader.num_episodes, cfg.val_episodes, cfg.seed)
-    dataset = policy_dataset(reader, train_eps, chunk=8, cameras=policy.config.image_keys, cache=True)
+    dataset, skipped = policy_dataset(reader, train_eps, 8, policy.config.image_keys, cache=True)
     figures = validate(policy, val_dataset, batch_size=16, seed=0)   # l1, mse, loss
 
 Random access into mp4 files is slow (each frame seeks to a keyframe and decodes forward), so by
 default every frame the policy reads is decoded once, in episode order, into one uint8 array per
-camera; DataLoader workers share it copy-on-write after the fork.
+camera; DataLoader workers share it copy-on-write after the fork. An episode whose frames cannot be
+decoded (a truncated or corrupt file) is left out and reported, not fatal; the caller decides how many
+it tolerates (`check_bad_episodes`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate.utils import send_to_device
+from tqdm import tqdm
 
+from vlm2vla.robot_data.format import EpisodeReadError
 from vlm2vla.robot_data.reader import LeRobotDatasetReader, RobotEpisodeDataset
 
 log = logging.getLogger(__name__)
@@ -60,18 +64,19 @@ class CachedFrameDataset(torch.utils.data.Dataset):
         reader: the opened dataset.
         episodes: episode indices to serve.
         action_chunk: actions per item.
-        image_keys: "observation.images.<cam>" keys to cache.
+        frames: {"observation.images.<cam>": [N, H, W, 3] uint8}, the episodes' frames in episode order
+            (`decode_frames`).
     """
 
     def __init__(self, reader: LeRobotDatasetReader, episodes: list[int], action_chunk: int,
-                 image_keys: tuple[str, ...]) -> None:
+                 frames: dict[str, np.ndarray]) -> None:
         self.base = RobotEpisodeDataset(reader, action_chunk=action_chunk, episodes=episodes)
         # The frame columns are read above with the full feature table (image columns skipped); from
         # here on the base dataset sees a copy of the metadata without cameras and decodes nothing.
         features = {k: v for k, v in reader.features.items() if k not in reader.camera_keys}
         self.base.reader = LeRobotDatasetReader(reader.root, {**reader.info, "features": features}, reader.tasks,
                                                 reader.episodes, reader.stats)
-        self.frames = _decode_frames(reader, self.base.episodes, image_keys)
+        self.frames = frames
 
     def __len__(self) -> int:
         return len(self.base)
@@ -83,31 +88,84 @@ class CachedFrameDataset(torch.utils.data.Dataset):
         return item
 
 
-def _decode_frames(reader: LeRobotDatasetReader, episodes: list[int], keys: tuple[str, ...]
-                   ) -> dict[str, np.ndarray]:
-    """{key: [N, H, W, 3] uint8} for the episodes' frames, in the order RobotEpisodeDataset indexes them."""
+def decode_frames(reader: LeRobotDatasetReader, episodes: list[int], keys: tuple[str, ...]
+                  ) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+    """Frames of the readable episodes (sorted), and the episodes that could not be read.
+
+    Returns:
+        ({key: [N, H, W, 3] uint8} in the order RobotEpisodeDataset indexes the readable episodes' frames,
+         {episode: what was wrong} for the others).
+    """
     frames = sum(int(reader.episodes[e]["length"]) for e in episodes)
     need = sum(frames * math.prod(reader.features[k]["shape"]) for k in keys)
     log.info("Caching %d frames x %d camera(s) in RAM as uint8: %.1f MiB", frames, len(keys), need / 2**20)
     out: dict[str, np.ndarray] = {}
+    bad: dict[int, str] = {}
     start = 0
-    for e in episodes:  # sorted, as RobotEpisodeDataset orders its frames
-        episode = reader.load_episode(e)
+    for e in tqdm(episodes, desc="decoding frames", unit="episode", disable=len(episodes) < 20):
+        try:
+            episode = reader.load_episode(e)
+        except EpisodeReadError as err:
+            bad[e] = _skip(err)
+            continue
         length = int(reader.episodes[e]["length"])
         for k in keys:
             if k not in out:  # sized from decoded frames: [H, W, 3] whatever order the feature's shape lists
                 out[k] = np.empty((frames, *episode[k].shape[1:]), dtype=np.uint8)
             out[k][start:start + length] = episode[k]
         start += length
-    return out
+    return {k: v[:start] for k, v in out.items()}, bad
+
+
+def readable_episodes(reader: LeRobotDatasetReader, episodes: list[int]) -> tuple[list[int], dict[int, str]]:
+    """Split episodes into those whose every frame decodes and the others ({episode: what was wrong}).
+
+    A full decoding pass (nothing is kept), for training that decodes per item and so would otherwise
+    meet a broken episode only mid-run.
+    """
+    bad: dict[int, str] = {}
+    for e in tqdm(episodes, desc="checking frames", unit="episode", disable=len(episodes) < 20):
+        try:
+            reader.load_episode(e)
+        except EpisodeReadError as err:
+            bad[e] = _skip(err)
+    return [e for e in episodes if e not in bad], bad
+
+
+def _skip(err: EpisodeReadError) -> str:
+    log.warning("Skipping an unreadable episode: %s", err)
+    return str(err)
 
 
 def policy_dataset(reader: LeRobotDatasetReader, episodes: list[int], action_chunk: int,
-                   image_keys: tuple[str, ...], cache: bool) -> torch.utils.data.Dataset:
-    """The frames of `episodes` as policy training items, cached in RAM or decoded per item."""
+                   image_keys: tuple[str, ...], cache: bool) -> tuple[torch.utils.data.Dataset | None, dict[int, str]]:
+    """The frames of `episodes` as policy training items, cached in RAM or decoded per item.
+
+    Returns:
+        (dataset of the readable episodes, or None when none is readable; {episode: what was wrong} for the
+        episodes left out).
+    """
+    episodes = sorted(set(episodes))
     if cache:
-        return CachedFrameDataset(reader, episodes, action_chunk, image_keys)
-    return RobotEpisodeDataset(reader, action_chunk=action_chunk, episodes=episodes)
+        frames, bad = decode_frames(reader, episodes, image_keys)
+        good = [e for e in episodes if e not in bad]
+        return (CachedFrameDataset(reader, good, action_chunk, frames) if good else None), bad
+    good, bad = readable_episodes(reader, episodes)
+    return (RobotEpisodeDataset(reader, action_chunk=action_chunk, episodes=good) if good else None), bad
+
+
+def check_bad_episodes(bad: dict[int, str], total: int, max_fraction: float) -> None:
+    """Stop when more than `max_fraction` of `total` episodes could not be read.
+
+    Raises:
+        ValueError: naming how many episodes are bad, the first few and what was wrong with them.
+    """
+    if len(bad) <= max_fraction * total:
+        return
+    shown = "; ".join(bad[e] for e in sorted(bad)[:3])
+    raise ValueError(f"{len(bad)} of {total} episodes cannot be read ({len(bad) / total:.1%} > max_bad_episodes "
+                     f"{max_fraction:.1%}): {shown}. Restore or re-collect them, or raise max_bad_episodes to train "
+                     "without them.")
 
 
 def validation_indices(num_items: int, max_samples: int) -> list[int]:

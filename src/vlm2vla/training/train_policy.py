@@ -1,6 +1,6 @@
 """`vlm2vla train-policy`: fine-tune a VLM into a VLA policy on robot episodes (VLM4VLA, APT).
 
-    vlm2vla train-policy --config train_policy_tiny                    # the tiny default on runs/collect
+    vlm2vla train-policy --config train_policy_tiny                    # the tiny default on runs/collect/dataset
     vlm2vla train-policy model=runs/midtrain/model policy.head=pi0 freeze=[vlm]
     vlm2vla train-policy init=scratch run_dir=runs/train-policy-scratch     # VLM4VLA's scratch baseline
     accelerate launch --num_processes 2 -m vlm2vla.cli train-policy ...    # or torchrun (DDP)
@@ -35,12 +35,13 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
 from vlm2vla.backbones.families import FREEZE_GROUPS
+from vlm2vla.config import check_choices, choice
 from vlm2vla.fileio import atomic_write_json
 from vlm2vla.policies.configuration import VLAConfig
 from vlm2vla.runs import Run
 from vlm2vla.training import checkpoint as ckpt
 from vlm2vla.training import policy_data
-from vlm2vla.training.config import LoraOptions, check_optimization
+from vlm2vla.training.config import MIXED_PRECISION, LoraOptions, check_optimization
 from vlm2vla.training.data import make_stream
 from vlm2vla.training.loop import build_optimizer, build_scheduler, make_accelerator, run_steps, total_steps
 from vlm2vla.training.metrics import MetricsWriter, read_metrics
@@ -70,17 +71,17 @@ class TrainPolicyConfig:
     # the VLM: a folder (the pretrained tiny default, a mid-trained checkpoint's model/) or a hub id
     model: str = "runs/pretrain/model"
     # "pretrained" loads the weights of `model`; "scratch" = same architecture, random init (VLM4VLA baseline)
-    init: str = "pretrained"
-    # the robot episodes: a LeRobotDataset folder (v3.0 or v2.1)
-    data: str = "runs/collect"
+    init: str = choice(*INITS)
+    # the robot episodes: a LeRobotDataset folder (v3.0 or v2.1), or a collect run directory holding one
+    data: str = "runs/collect/dataset"
     # held-out episodes for validation: a fraction in (0, 1), a count >= 1, or 0 for none (seeded choice)
     val_episodes: float = 0.1
     # held-out frames used per validation (evenly spaced; 0 = all)
     val_max_samples: int = 256
     # the policy: head type, cameras, dimensions, chunking, normalisation, per-head options
     policy: VLAConfig = field(default_factory=VLAConfig)
-    # backbone parts frozen during training: vision, connector, language_model, word_embeddings, or vlm (all)
-    freeze: tuple[str, ...] = ()
+    # backbone parts frozen during training ("vlm" = all of it: only the head and LoRA adapters train)
+    freeze: tuple[str, ...] = choice(*FREEZE_CHOICES, default=())
     # LoRA adapters on the backbone's language model instead of full fine-tuning (merged into policy/)
     lora: LoraOptions = field(default_factory=LoraOptions)
     # allow model repositories to run their own Python code (off unless you trust the repository)
@@ -103,8 +104,8 @@ class TrainPolicyConfig:
     epochs: float = 10.0
     # gradient-norm clipping (0 = off)
     max_grad_norm: float = 1.0
-    # "auto" picks bf16 on GPUs that support it and "no" elsewhere; or no, bf16, fp16
-    mixed_precision: str = "auto"
+    # "auto" picks bf16 on GPUs that support it and "no" elsewhere
+    mixed_precision: str = choice(*MIXED_PRECISION)
     # steps between metrics lines
     log_interval: int = 10
     # steps between validations (0 = only at the end)
@@ -115,6 +116,9 @@ class TrainPolicyConfig:
     keep_checkpoints: int = 2
     # seed of the head's initialisation (and scratch backbone), data order, split and validation noise
     seed: int = 0
+    # largest fraction of episodes whose frames cannot be read (corrupt video or image) that is skipped and
+    # counted (manifest metrics.skipped) rather than fatal; 0 = any unreadable episode stops the run
+    max_bad_episodes: float = 0.05
     # dataloader worker processes (image processing and collation happen there)
     num_workers: int = 2
     # decode every frame once into RAM as uint8 before training (random-access video decoding is slow)
@@ -123,16 +127,14 @@ class TrainPolicyConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_choices(self)
         check_optimization(self, at_least_one=("batch_size", "grad_accum", "log_interval", "keep_checkpoints"),
                            non_negative=("max_steps", "val_interval", "save_interval", "num_workers", "weight_decay",
                                          "max_grad_norm", "val_episodes", "val_max_samples"))
+        if not 0.0 <= self.max_bad_episodes <= 1.0:
+            raise ValueError(f"max_bad_episodes must be a fraction in [0, 1], got {self.max_bad_episodes}")
         if self.val_episodes >= 1 and self.val_episodes != int(self.val_episodes):
             raise ValueError(f"val_episodes must be a fraction < 1 or a whole count, got {self.val_episodes}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        unknown = [g for g in self.freeze if g not in FREEZE_CHOICES]
-        if unknown:
-            raise ValueError(f"freeze: unknown group(s) {unknown}; choose from {list(FREEZE_CHOICES)}")
         if not self.model or not self.data:
             raise ValueError("model (a VLM folder or hub id) and data (a LeRobotDataset folder) must be set")
 
@@ -199,10 +201,15 @@ def build_parts(cfg: TrainPolicyConfig, run: Run) -> PolicyParts:
     policy, peft_model = build_policy(cfg, reader)
     train_eps, val_eps = policy_data.split_episodes(reader.num_episodes, cfg.val_episodes, cfg.seed)
     chunk, keys = cfg.policy.chunk_size, cfg.policy.image_keys
-    train_set = policy_data.policy_dataset(reader, train_eps, chunk, keys, cfg.cache_frames)
+    train_set, bad = policy_data.policy_dataset(reader, train_eps, chunk, keys, cfg.cache_frames)
+    val_set, bad_val = policy_data.policy_dataset(reader, val_eps, chunk, keys, cfg.cache_frames) if val_eps \
+        else (None, {})
+    bad = {**bad, **bad_val}
+    policy_data.check_bad_episodes(bad, reader.num_episodes, cfg.max_bad_episodes)
+    if train_set is None:
+        raise ValueError(f"None of the {len(train_eps)} training episodes of {cfg.data} can be read: {bad}")
     stream = make_stream(train_set, policy.collator(), cfg.batch_size, acc.num_processes, acc.process_index,
                          cfg.seed, cfg.num_workers)
-    val_set = policy_data.policy_dataset(reader, val_eps, chunk, keys, cfg.cache_frames) if val_eps else None
     steps = total_steps(cfg, stream.sampler.batches_per_epoch)
     optimizer = build_optimizer(policy, cfg)  # raises "Nothing to train" when everything is frozen
     scheduler = build_scheduler(optimizer, cfg, steps)
@@ -213,9 +220,13 @@ def build_parts(cfg: TrainPolicyConfig, run: Run) -> PolicyParts:
     params = _parameter_counts(policy)
     if acc.is_main_process:
         run.update(inputs={"data": cfg.data, "model": cfg.model}, metrics={
-            "parameters": params, "train_episodes": len(train_eps),
-            "val_episodes": len(val_eps), "train_frames": len(train_set), "total_steps": steps,
-            "processes": acc.num_processes})
+            "parameters": params, "train_episodes": len(train_eps) - len(bad.keys() & set(train_eps)),
+            "val_episodes": len(val_eps) - len(bad_val), "train_frames": len(train_set), "total_steps": steps,
+            "processes": acc.num_processes, "skipped_episodes": len(bad),
+            "skipped": {str(e): reason for e, reason in sorted(bad.items())}})
+    if bad:
+        log.warning("Skipped %d of %d episodes whose frames cannot be read (listed in the manifest under "
+                    "metrics.skipped): %s", len(bad), reader.num_episodes, sorted(bad))
     return PolicyParts(acc, policy, peft_model, trainer, val_set, val_indices, steps, run.dir, params)
 
 
