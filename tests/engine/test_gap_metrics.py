@@ -72,3 +72,27 @@ def test_embed_2d_pca():
     assert xy.shape == (200, 2)
     with pytest.raises(ValueError, match="map method"):
         gm.embed_2d(robot, method="bogus")
+
+
+@pytest.mark.parametrize("method", ["tsne", "umap"])
+def test_embed_2d_nonlinear_keeps_clusters_apart(method):
+    if method == "umap":
+        pytest.importorskip("umap", reason="umap-learn is an optional extra (not installed here)")
+    robot, (_, _, far) = _sets(shifts=(0.25, 1.0, 8.0), n=60)
+    X = np.concatenate([robot, far])
+    xy = gm.embed_2d(X, method=method, seed=0)
+    assert xy.shape == (120, 2) and xy.dtype == np.float32
+    np.testing.assert_array_equal(xy, gm.embed_2d(X, method=method, seed=0))  # seeded
+    # Local structure survives the map: a point's nearest neighbour on it comes from its own set.
+    labels = np.repeat([0, 1], 60)
+    dist = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(120) * 1e9
+    assert (labels[dist.argmin(axis=1)] == labels).mean() > 0.95
+
+
+def test_umap_without_umap_learn_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "umap", None)  # import umap -> ImportError
+    robot, _ = _sets(n=10)
+    with pytest.raises(ValueError, match="pip install umap-learn"):
+        gm.embed_2d(robot, method="umap")

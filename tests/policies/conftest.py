@@ -36,31 +36,40 @@ def vla_config() -> VLAConfig:
                      n_action_steps=2, max_prompt_length=64)
 
 
-def _stats(dim: int, low: float, high: float) -> dict[str, np.ndarray]:
+# Dataset units that normalisation visibly changes (an identity map would hide a collator that never
+# normalises): state mean 10 / std 3; actions in [-3, 5], so min_max maps them by (a - 1) / 4.
+STATE_MEAN, STATE_STD = 10.0, 3.0
+ACTION_MIN, ACTION_MAX = -3.0, 5.0
+
+
+def _stats(dim: int, low: float, high: float, mean: float, std: float) -> dict[str, np.ndarray]:
     lo, hi = np.full(dim, low), np.full(dim, high)
-    return {"min": lo, "max": hi, "mean": (lo + hi) / 2, "std": (hi - lo) / 4, "q01": lo * 0.9, "q99": hi * 0.9,
-            "count": np.array([100])}
+    return {"min": lo, "max": hi, "mean": np.full(dim, mean), "std": np.full(dim, std),
+            "q01": lo + 0.05 * (hi - lo), "q99": hi - 0.05 * (hi - lo), "count": np.array([100])}
 
 
 @pytest.fixture
 def fake_stats() -> dict[str, dict[str, np.ndarray]]:
-    """reader.stats-like stats for a 4-d state and a 4-d action in [-1, 1]."""
-    return {"observation.state": _stats(4, -2.0, 2.0), "action": _stats(4, -1.0, 1.0)}
+    """reader.stats-like stats for a 4-d state (mean 10, std 3) and a 4-d action in [-3, 5]."""
+    return {"observation.state": _stats(4, 1.0, 19.0, STATE_MEAN, STATE_STD),
+            "action": _stats(4, ACTION_MIN, ACTION_MAX, 1.0, 2.0)}
 
 
 @pytest.fixture
 def make_items() -> Callable[..., list[dict]]:
-    """``make_items(n, chunk=4, seed=0)``: RobotEpisodeDataset-like items (float [3, H, W] images)."""
+    """``make_items(n, chunk=4, seed=0)``: RobotEpisodeDataset-like items (float [3, H, W] images), in the
+    dataset units of ``fake_stats``."""
 
     def make(n: int, chunk: int = 4, seed: int = 0) -> list[dict]:
         gen = torch.Generator().manual_seed(seed)
         tasks = ["pick up the red block", "open the drawer", "push the button"]
         items = []
         for i in range(n):
-            action = torch.rand(chunk, 4, generator=gen) * 2 - 1
-            action[:, 3] = torch.where(action[:, 3] > 0, 1.0, -1.0)
+            action = ACTION_MIN + torch.rand(chunk, 4, generator=gen) * (ACTION_MAX - ACTION_MIN)
+            action[:, 3] = torch.where(action[:, 3] > 1.0, ACTION_MAX, ACTION_MIN)  # gripper: open or closed
+            state = STATE_MEAN + STATE_STD * (torch.rand(4, generator=gen) * 4 - 2)
             items.append({"observation.images.corner2": torch.rand(3, 32, 32, generator=gen),
-                          "observation.state": torch.rand(4, generator=gen) * 4 - 2, "action": action,
+                          "observation.state": state, "action": action,
                           "action_is_pad": torch.arange(chunk) >= chunk - (i % 2), "task": tasks[i % len(tasks)]})
         return items
 
@@ -74,7 +83,8 @@ def eval_batch() -> Callable[[int], dict]:
     def make(b: int) -> dict:
         rng = np.random.default_rng(0)
         return {"observation.images.corner2": rng.integers(0, 256, (b, 48, 48, 3), dtype=np.uint8),
-                "observation.state": rng.uniform(-2, 2, (b, 4)).astype(np.float32),
+                "observation.state": rng.uniform(STATE_MEAN - 2 * STATE_STD, STATE_MEAN + 2 * STATE_STD,
+                                                 (b, 4)).astype(np.float32),
                 "task": (["push the button", "open the drawer", "pick up the red block"] * b)[:b]}
 
     return make

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vlm2vla.policies import PolicyCheckpointError, PolicyInputError, VLAPolicy
+from vlm2vla.policies.policy import observation_items
 
 
 @pytest.fixture
@@ -25,10 +26,24 @@ def test_collator_is_picklable_and_normalises(policy, make_items):
     assert batch["prefix"]["query_mask"].sum(dim=1).tolist() == [1, 1, 1]
     assert batch["state"].shape == (3, 4) and batch["action"].shape == (3, 4, 4)
     assert batch["action_is_pad"].dtype == torch.bool
-    # action stats are min -1 / max 1, so min_max normalisation leaves actions unchanged
-    assert torch.allclose(batch["action"], torch.stack([i["action"] for i in items]), atol=1e-6)
-    # state stats: mean 0, std 1 (range [-2, 2] / 4)
-    assert torch.allclose(batch["state"], torch.stack([i["observation.state"] for i in items]), atol=1e-6)
+    # min_max on actions in [-3, 5]: (a - 1) / 4, so the range maps to [-1, 1]; mean_std on the state: (s - 10) / 3
+    raw_action = torch.stack([i["action"] for i in items])
+    raw_state = torch.stack([i["observation.state"] for i in items])
+    assert not torch.allclose(batch["action"], raw_action)
+    assert torch.allclose(batch["action"], (raw_action - 1.0) / 4.0, atol=1e-6)
+    assert batch["action"].abs().max() <= 1.0 + 1e-6
+    assert torch.allclose(batch["state"], (raw_state - 10.0) / 3.0, atol=1e-6)
+
+
+def test_predicted_actions_come_back_in_dataset_units(policy, eval_batch):
+    with torch.no_grad():
+        policy.head.decoder[-1].bias.add_(0.3)
+    batch = eval_batch(3)
+    actions = policy.predict_action_chunk(batch)
+    normalised = policy.head.predict(policy.backbone, policy.prefix(policy.collator()(
+        observation_items(batch))))
+    assert torch.allclose(actions, normalised * 4.0 + 1.0, atol=1e-5)
+    assert set(actions[..., 3].unique().tolist()) <= {-3.0, 5.0}  # the gripper: the dataset's min or max
 
 
 def test_language_mask_covers_the_instruction_only(policy, make_items):

@@ -63,14 +63,20 @@ def test_image_column_is_hf_image_struct(tmp_path, episodes):
 
 
 def test_files_roll_over_at_size_limit(tmp_path, episodes):
-    # 1 MB limit with ~0.07 MB PNG episodes: every file holds a few episodes, never all.
-    many = episodes * 6
+    # Noise images do not compress: 51 frames x ~3 KB PNG = ~0.16 MB per 3 episodes, so 30 episodes
+    # (~1.6 MB) must spread over at least two files under a 1 MB limit.
+    rng = np.random.default_rng(0)
+    many = [{**ep, CAM: rng.integers(0, 256, ep[CAM].shape, dtype=np.uint8)} for ep in episodes * 10]
     write_dataset(tmp_path, many, "image", data_files_size_in_mb=1)
     files = sorted((tmp_path / "data").rglob("*.parquet"))
-    assert len(files) >= 1
+    assert len(files) >= 2
+    assert all(f.stat().st_size < 1024 * 1024 for f in files)
     reader = LeRobotDatasetReader.open(tmp_path)
-    assert reader.num_frames == 6 * sum(LENGTHS)
-    np.testing.assert_array_equal(reader.load_episode(17)[CAM], many[17][CAM])
+    assert reader.num_frames == 10 * sum(LENGTHS)
+    assert len({reader.data_path(e) for e in range(reader.num_episodes)}) == len(files)
+    for e in (0, 17, len(many) - 1):
+        np.testing.assert_array_equal(reader.load_episode(e)[CAM], many[e][CAM])
+        np.testing.assert_array_equal(reader.load_episode(e)["action"], many[e]["action"])
 
 
 @pytest.mark.parametrize("image_dtype", ["image", "video"])

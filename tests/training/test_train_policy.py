@@ -19,10 +19,14 @@ TASKS = ["reach the red goal", "push the puck to the goal"]
 CAMERA = "observation.images.corner2"
 
 
-def _write_dataset(root: Path, action_dim: int = 4, episodes: int = 5, length: int = 12, video: bool = False
-                   ) -> Path:
+# Per-task actions for the learnable dataset: the instruction alone decides the action.
+TASK_ACTIONS = np.array([[0.6, -0.4, 0.3, 1.0], [-0.5, 0.5, -0.2, -1.0]], dtype=np.float32)
+
+
+def _write_dataset(root: Path, action_dim: int = 4, episodes: int = 5, length: int = 12, video: bool = False,
+                   learnable: bool = False) -> Path:
     """Short random episodes: one 128x128 camera (corner2; PNG, or mp4 when `video`), 4-d state,
-    `action_dim`-d action."""
+    `action_dim`-d action (random, or with `learnable` its task's TASK_ACTIONS row plus a little noise)."""
     from vlm2vla.robot_data.writer import LeRobotDatasetWriter
 
     features = {
@@ -35,6 +39,8 @@ def _write_dataset(root: Path, action_dim: int = 4, episodes: int = 5, length: i
     with LeRobotDatasetWriter.create(root, fps=10, features=features, robot_type="toy", use_videos=video) as writer:
         for e in range(episodes):
             action = rng.uniform(-1, 1, size=(length, action_dim)).astype(np.float32)
+            if learnable:
+                action = TASK_ACTIONS[e % 2] + 0.05 * action
             action[:, -1] = np.sign(action[:, -1])  # a binary gripper command
             writer.add_episode({
                 CAMERA: rng.integers(0, 255, size=(length, 128, 128, 3), dtype=np.uint8),
@@ -105,6 +111,44 @@ def test_run_writes_policy_metrics_and_validation(tmp_path, vlm_dir, robot_data)
     assert policy.predict_action_chunk(obs).shape == (2, 4, 4)
 
 
+@pytest.mark.parametrize("video,cache_frames", [(False, True), (True, False)], ids=["png-cached", "mp4-uncached"])
+def test_policy_learns_what_the_instruction_says(tmp_path, vlm_dir, video, cache_frames):
+    from vlm2vla.robot_data.reader import LeRobotDatasetReader
+    from vlm2vla.training.policy_data import split_episodes
+
+    data = _write_dataset(tmp_path / "data", episodes=6, length=10, video=video, learnable=True)
+    cfg = _config(tmp_path / "run", vlm_dir, data, val_episodes=2, val_max_samples=0, max_steps=100, batch_size=8,
+                  log_interval=10, cache_frames=cache_frames, policy={"chunk_size": 4, "n_action_steps": 2})
+    metrics = _run(cfg)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
+    assert np.mean(losses[-2:]) < 0.5 * losses[0], losses
+    # The held-out episodes (both tasks) against the best instruction-blind answer: the training mean action.
+    reader = LeRobotDatasetReader.open(data)
+    train_eps, val_eps = split_episodes(reader.num_episodes, 2, cfg.seed)
+    assert {e % 2 for e in val_eps} == {0, 1}
+    cols = reader.frame_columns()
+    train_actions = cols["action"][np.isin(cols["episode_index"], train_eps)]
+    val_actions = cols["action"][np.isin(cols["episode_index"], val_eps)]
+    baseline = float(np.abs(val_actions - train_actions.mean(axis=0)).mean())
+    assert metrics["val"]["l1"] < 0.5 * baseline, (metrics["val"], baseline)
+
+
+def test_cached_and_uncached_items_are_equal(tmp_path):
+    from vlm2vla.robot_data.reader import LeRobotDatasetReader
+    from vlm2vla.training.policy_data import policy_dataset
+
+    data = _write_dataset(tmp_path / "data", episodes=3, length=6, video=True)
+    reader = LeRobotDatasetReader.open(data)
+    cached, _ = policy_dataset(reader, [0, 2], 4, (CAMERA,), cache=True)
+    uncached, _ = policy_dataset(reader, [0, 2], 4, (CAMERA,), cache=False)
+    assert len(cached) == len(uncached) == 12
+    for i in range(len(cached)):
+        a, b = cached[i], uncached[i]
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]) if torch.is_tensor(a[key]) else a[key] == b[key], (i, key)
+
+
 def test_frozen_groups_stay_bit_identical(tmp_path, vlm_dir, robot_data):
     from vlm2vla.backbones import VLMBackbone
 
@@ -125,10 +169,12 @@ def test_frozen_groups_stay_bit_identical(tmp_path, vlm_dir, robot_data):
     assert metrics["parameters"]["trainable"] == metrics["parameters"]["new"]
 
 
-def test_resume_matches_uninterrupted_run(tmp_path, vlm_dir, robot_data):
-    ref = _config(tmp_path / "ref", vlm_dir, robot_data, max_steps=8, val_episodes=0)
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resume_matches_uninterrupted_run(tmp_path, vlm_dir, robot_data, num_workers):
+    ref = _config(tmp_path / "ref", vlm_dir, robot_data, max_steps=8, val_episodes=0, num_workers=num_workers)
     _run(ref)
-    cfg = _config(tmp_path / "split", vlm_dir, robot_data, max_steps=8, val_episodes=0, save_interval=2)
+    cfg = _config(tmp_path / "split", vlm_dir, robot_data, max_steps=8, val_episodes=0, save_interval=2,
+                  num_workers=num_workers)
     assert _run(cfg, stop_after=4) == {"step": 4, "stopped_early": True}
     assert not (tmp_path / "split" / "policy").exists()
     _run(cfg)
