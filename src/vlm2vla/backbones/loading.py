@@ -8,6 +8,7 @@ hangs for ~20 s per file on an offline machine; resolving to a folder first avoi
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -123,6 +124,20 @@ def load_processor(folder: Path, *, trust_remote_code: bool = False) -> Processo
 _IMAGE_ONLY: dict[str, type] = {}
 
 
+class _NoVideoProcessor:
+    """Stands in for the video processor of an image-only processor: some processors (SmolVLM's) read its
+    frame-sampling defaults in apply_chat_template even when a conversation holds no video."""
+
+    num_frames = None
+    fps = None
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NO_VIDEO = _NoVideoProcessor()
+
+
 def image_only_class(cls: type[ProcessorMixin]) -> type[ProcessorMixin]:
     """A subclass of processor class ``cls`` that has no video processor attribute.
 
@@ -138,7 +153,7 @@ def image_only_class(cls: type[ProcessorMixin]) -> type[ProcessorMixin]:
     if key not in _IMAGE_ONLY:
 
         class ImageOnly(cls):  # type: ignore[valid-type, misc]
-            video_processor = None
+            video_processor = NO_VIDEO
 
             @classmethod
             def get_attributes(klass) -> list[str]:
@@ -166,7 +181,21 @@ def _image_only_processor(folder: Path, trust_remote_code: bool) -> ProcessorMix
     cls = image_only_class(getattr(transformers, class_name))
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     image_processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=_chat_template(folder, tokenizer))
+    kwargs = _processor_kwargs(folder)
+    if "video_processor" in inspect.signature(cls.__init__).parameters:
+        kwargs["video_processor"] = NO_VIDEO  # SmolVLM's processor takes it as a required argument
+    return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=_chat_template(folder, tokenizer),
+               **kwargs)
+
+
+def _processor_kwargs(folder: Path) -> dict:
+    """The processor's own settings saved in processor_config.json (e.g. SmolVLM's image_seq_len), without
+    the sub-processors' configs, which are loaded on their own."""
+    file = folder / "processor_config.json"
+    if not file.is_file():
+        return {}
+    data = json.loads(file.read_text())
+    return {k: v for k, v in data.items() if k != "processor_class" and not isinstance(v, dict)}
 
 
 def _processor_class_name(folder: Path) -> str:

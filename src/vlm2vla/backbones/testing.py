@@ -5,9 +5,11 @@ processor whose tokenizer is trained locally, and loaded back through the same
 ``AutoModelForImageTextToText`` + ``AutoProcessor`` code a hub checkpoint uses):
 
 - Idefics3 / SmolVLM (``model_type="idefics3"``; SmolVLM-256M/500M/2.2B-Instruct are Idefics3
-  checkpoints): SigLIP-style vision encoder, pixel-shuffle connector, Llama text model.
+  checkpoints): SigLIP-style vision encoder, pixel-shuffle connector, Llama text model. SmolVLM2
+  checkpoints use ``model_type="smolvlm"``: the same architecture under its own classes.
 - Qwen2-VL (``model_type="qwen2_vl"``): ViT with 2x2 patch merger, Qwen2 text model with M-RoPE,
-  dynamic image-token count (``image_grid_thw``).
+  dynamic image-token count (``image_grid_thw``). Qwen2.5-VL (``model_type="qwen2_5_vl"``): the same
+  interface with a windowed-attention ViT (SwiGLU blocks, RMSNorm).
 - PaliGemma (``model_type="paligemma"``): SigLIP vision tower, linear projector, Gemma text model,
   prefix-LM attention (``token_type_ids``), no chat template in the checkpoint.
 
@@ -33,19 +35,24 @@ from transformers import (
     PaliGemmaProcessor,
     PreTrainedConfig,
     ProcessorMixin,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLProcessor,
     Qwen2VLConfig,
     Qwen2VLProcessor,
+    SmolVLMConfig,
+    SmolVLMProcessor,
 )
 from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
 
-from vlm2vla.backbones.loading import image_only_class
+from vlm2vla.backbones.loading import NO_VIDEO, image_only_class
 from vlm2vla.backbones.tokenizer import train_bpe_tokenizer
 
 logger = logging.getLogger(__name__)
 
-TESTED_FAMILIES = ("idefics3", "qwen2_vl", "paligemma")
+TESTED_FAMILIES = ("idefics3", "smolvlm", "qwen2_vl", "qwen2_5_vl", "paligemma")
 
 # SmolVLM-Instruct's template (Idefics3 checkpoints): "User:<image>question<end_of_utterance>\nAssistant: answer".
 SMOLVLM_CHAT_TEMPLATE = (
@@ -93,7 +100,9 @@ def build_family(family: str, out_dir: str | Path, *, texts: Iterable[str] = _DE
     """
     builders: dict[str, Callable[..., tuple[PreTrainedConfig, ProcessorMixin]]] = {
         "idefics3": idefics3_parts,
+        "smolvlm": smolvlm_parts,
         "qwen2_vl": qwen2_vl_parts,
+        "qwen2_5_vl": qwen2_5_vl_parts,
         "paligemma": paligemma_parts,
     }
     if family not in builders:
@@ -128,7 +137,7 @@ def save_random_model(config: PreTrainedConfig, processor: ProcessorMixin, out_d
 
 def idefics3_parts(texts: list[str], *, image_size: int, vocab_size: int, text_hidden: int = 64,
                    text_layers: int = 2, vision_hidden: int = 32, vision_layers: int = 2, patch_size: int = 8,
-                   scale_factor: int = 2) -> tuple[Idefics3Config, Idefics3Processor]:
+                   scale_factor: int = 2, smolvlm: bool = False) -> tuple[Idefics3Config, Idefics3Processor]:
     """Config and processor of a tiny Idefics3 (SmolVLM) without image splitting.
 
     Args:
@@ -141,6 +150,7 @@ def idefics3_parts(texts: list[str], *, image_size: int, vocab_size: int, text_h
         vision_layers: vision encoder layers.
         patch_size: vision patch side.
         scale_factor: pixel-shuffle factor (image tokens = (image_size / patch_size / scale_factor)^2).
+        smolvlm: the same model under SmolVLM's classes (``model_type="smolvlm"``).
 
     Returns:
         (config, processor).
@@ -149,14 +159,19 @@ def idefics3_parts(texts: list[str], *, image_size: int, vocab_size: int, text_h
                 "<global-img>"]
     tokenizer = train_bpe_tokenizer(texts, specials, vocab_size=vocab_size, bos_token="<|im_start|>",
                                     eos_token="<end_of_utterance>", pad_token="<|endoftext|>")
-    image_processor = Idefics3ImageProcessorPil(
+    image_processor = (SmolVLMImageProcessorPil if smolvlm else Idefics3ImageProcessorPil)(
         do_image_splitting=False, size={"longest_edge": image_size}, max_image_size={"longest_edge": image_size},
         resample=3)  # bicubic: Lanczos gains nothing at simulator resolution
     seq_len = (image_size // patch_size // scale_factor) ** 2
-    processor = Idefics3Processor(image_processor, tokenizer, image_seq_len=seq_len,
-                                  chat_template=SMOLVLM_CHAT_TEMPLATE)
+    if smolvlm:  # image-only: SmolVLM's video processor needs torchvision, which CPU installs lack
+        processor = image_only_class(SmolVLMProcessor)(image_processor=image_processor, tokenizer=tokenizer,
+                                                       video_processor=NO_VIDEO, image_seq_len=seq_len,
+                                                       chat_template=SMOLVLM_CHAT_TEMPLATE)
+    else:
+        processor = Idefics3Processor(image_processor, tokenizer, image_seq_len=seq_len,
+                                      chat_template=SMOLVLM_CHAT_TEMPLATE)
     ids = tokenizer.convert_tokens_to_ids
-    config = Idefics3Config(
+    config = (SmolVLMConfig if smolvlm else Idefics3Config)(
         vision_config=dict(hidden_size=vision_hidden, intermediate_size=4 * vision_hidden,
                            num_hidden_layers=vision_layers, num_attention_heads=max(1, vision_hidden // 16),
                            image_size=image_size, patch_size=patch_size),
@@ -171,9 +186,14 @@ def idefics3_parts(texts: list[str], *, image_size: int, vocab_size: int, text_h
     return config, processor
 
 
+def smolvlm_parts(texts: list[str], **kwargs) -> tuple[SmolVLMConfig, SmolVLMProcessor]:
+    """Config and processor of a tiny SmolVLM (``model_type="smolvlm"``); see idefics3_parts."""
+    return idefics3_parts(texts, smolvlm=True, **kwargs)
+
+
 def qwen2_vl_parts(texts: list[str], *, image_size: int, vocab_size: int, text_hidden: int = 64,
-                   text_layers: int = 2, vision_dim: int = 32, vision_layers: int = 2,
-                   patch_size: int = 8) -> tuple[Qwen2VLConfig, Qwen2VLProcessor]:
+                   text_layers: int = 2, vision_dim: int = 32, vision_layers: int = 2, patch_size: int = 8,
+                   qwen2_5: bool = False) -> tuple[Qwen2VLConfig, Qwen2VLProcessor]:
     """Config and processor of a tiny Qwen2-VL.
 
     Args:
@@ -185,6 +205,7 @@ def qwen2_vl_parts(texts: list[str], *, image_size: int, vocab_size: int, text_h
         vision_dim: ViT width.
         vision_layers: ViT depth.
         patch_size: ViT patch side (2x2 patches merge into one image token).
+        qwen2_5: Qwen2.5-VL's classes and windowed-attention ViT instead.
 
     Returns:
         (config, processor).
@@ -197,22 +218,32 @@ def qwen2_vl_parts(texts: list[str], *, image_size: int, vocab_size: int, text_h
     image_processor = Qwen2VLImageProcessorPil(patch_size=patch_size, merge_size=2, temporal_patch_size=2,
                                                min_pixels=pixels, max_pixels=pixels)
     # Image-only: the real class needs a torchvision video processor, which CPU installs lack.
-    processor = image_only_class(Qwen2VLProcessor)(image_processor=image_processor, tokenizer=tokenizer,
-                                                   chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    processor = image_only_class(Qwen2_5_VLProcessor if qwen2_5 else Qwen2VLProcessor)(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE)
     ids = tokenizer.convert_tokens_to_ids
     heads = text_hidden // 16
-    config = Qwen2VLConfig(
+    vision = dict(depth=vision_layers, embed_dim=vision_dim, hidden_size=text_hidden, num_heads=2,
+                  patch_size=patch_size, spatial_merge_size=2, temporal_patch_size=2)
+    if qwen2_5:  # Qwen2.5-VL's ViT: `hidden_size` is its width and `out_hidden_size` the text width
+        vision = dict(depth=vision_layers, hidden_size=vision_dim, out_hidden_size=text_hidden,
+                      intermediate_size=2 * vision_dim, num_heads=2, patch_size=patch_size, spatial_merge_size=2,
+                      temporal_patch_size=2, window_size=2 * patch_size * 2, fullatt_block_indexes=[vision_layers - 1])
+    config = (Qwen2_5_VLConfig if qwen2_5 else Qwen2VLConfig)(
         text_config=dict(vocab_size=len(tokenizer), hidden_size=text_hidden, intermediate_size=3 * text_hidden,
                          num_hidden_layers=text_layers, num_attention_heads=heads, num_key_value_heads=heads,
                          max_position_embeddings=2048, rope_parameters={"rope_type": "default", "rope_theta": 1e4,
                                                                         "mrope_section": [2, 3, 3]},
                          bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"),
                          pad_token_id=ids("<|endoftext|>")),
-        vision_config=dict(depth=vision_layers, embed_dim=vision_dim, hidden_size=text_hidden, num_heads=2,
-                           patch_size=patch_size, spatial_merge_size=2, temporal_patch_size=2),
+        vision_config=vision,
         image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
     return config, processor
+
+
+def qwen2_5_vl_parts(texts: list[str], **kwargs) -> tuple[Qwen2_5_VLConfig, Qwen2_5_VLProcessor]:
+    """Config and processor of a tiny Qwen2.5-VL; see qwen2_vl_parts."""
+    return qwen2_vl_parts(texts, qwen2_5=True, **kwargs)
 
 
 def paligemma_parts(texts: list[str], *, image_size: int, vocab_size: int, text_hidden: int = 64,
