@@ -220,3 +220,53 @@ def test_expert_rope_matches_the_vlms_cached_keys(backbone):
         positions = torch.arange(length).expand(b, length)
         rotated = _apply_rotary(keys, *rotary_tables(backbone, positions, dims.head_dim))
     assert torch.allclose(rotated, out.past_key_values.layers[0].keys, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------ pi0 specifics
+def test_training_time_follows_beta_1_5_1():
+    from scipy import stats
+
+    from vlm2vla.policies.configuration import FlowMatchingOptions
+
+    options = FlowMatchingOptions()
+    assert (options.time_alpha, options.time_beta) == (1.5, 1.0)  # pi0's choice
+    torch.manual_seed(0)
+    t = sample_time(20000, options).double()
+    u = (t - options.min_time) / (1 - options.min_time)  # undo the squeeze into [min_time, 1]
+    assert stats.kstest(u.numpy(), stats.beta(1.5, 1.0).cdf).pvalue > 0.01
+    assert stats.kstest(u.numpy(), stats.uniform().cdf).pvalue < 1e-6  # and it is not uniform
+
+
+def test_pi0_state_token_does_not_see_the_actions(backbone):
+    expert = _head(backbone, "pi0")
+    prefix = _prefix(backbone, ["pick up the red cube"], ["red"])
+    context = expert.encode_prefix(backbone, prefix)
+    t = torch.tensor([0.5])
+
+    def expert_tokens(x_t: torch.Tensor) -> torch.Tensor:  # [T, width] after every expert layer
+        x = expert.tokens(prefix.state, x_t, t)
+        mask = expert._attention_mask(context["keep"], x.shape[1])
+        for layer in expert.layers:
+            x = layer(x, context["kv"][layer.vlm_layer], context["rotary"], mask)
+        return x[0]
+
+    a = _noise(1, seed=1)
+    b = a.clone()
+    b[0, -1] += 3.0  # change only the last action of the chunk
+    with torch.no_grad():
+        out_a, out_b = expert_tokens(a), expert_tokens(b)
+    assert torch.allclose(out_a[0], out_b[0], atol=1e-6)  # the state token is blind to every action
+    assert not torch.allclose(out_a[1], out_b[1], atol=1e-4)  # the first action sees the last one
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_the_vlm_prefix_runs_once_per_observation(backbone, head, monkeypatch):
+    expert = _head(backbone, head)
+    prefix = _prefix(backbone, ["pick up the red cube"], ["red"])
+    calls = []
+    original = expert.encode_prefix
+    monkeypatch.setattr(expert, "encode_prefix", lambda *a, **k: calls.append(1) or original(*a, **k))
+    expert.predict(backbone, prefix, noise=_noise(1), num_steps=10)
+    assert len(calls) == 1  # ten Euler steps, one VLM forward
+    expert.predict(backbone, prefix, noise=_noise(1), num_steps=10, cache_prefix=False)
+    assert len(calls) == 11

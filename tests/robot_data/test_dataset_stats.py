@@ -20,9 +20,17 @@ def test_dataset_stats_match_numpy(tmp_path, episodes):
         np.testing.assert_allclose(stats[key]["min"], raw.min(0), rtol=1e-6)
         np.testing.assert_allclose(stats[key]["max"], raw.max(0), rtol=1e-6)
         assert stats[key]["count"] == [len(raw)]
-        # Quantiles: count-weighted mean of per-episode quantiles, close to the pooled ones.
+        # Quantiles: the count-weighted mean of exact per-episode quantiles (LeRobot's aggregation), ...
         assert sorted(k for k in stats[key] if k.startswith("q")) == ["q01", "q10", "q50", "q90", "q99"]
-        np.testing.assert_allclose(stats[key]["q50"], np.quantile(raw, 0.5, axis=0), atol=0.5)
+        lengths = np.array([len(ep[key]) for ep in episodes], dtype=np.float64)
+        for name, q in (("q01", 0.01), ("q10", 0.1), ("q50", 0.5), ("q90", 0.9), ("q99", 0.99)):
+            per_episode = np.stack([np.quantile(ep[key].astype(np.float64), q, axis=0) for ep in episodes])
+            expected = (per_episode * lengths[:, None]).sum(0) / lengths.sum()
+            np.testing.assert_allclose(stats[key][name], expected, rtol=1e-5, atol=1e-6, err_msg=f"{key} {name}")
+        # ... ordered, and near the pooled quantiles (these episodes share one distribution)
+        qs = np.stack([stats[key][name] for name in ("q01", "q10", "q50", "q90", "q99")])
+        assert (np.diff(qs, axis=0) > 0).all()
+        np.testing.assert_allclose(stats[key]["q50"], np.quantile(raw, 0.5, axis=0), atol=0.2)
     # Images: per channel, (3, 1, 1), in [0, 1]; all frames are sampled in short episodes.
     pixels = np.concatenate([ep[CAM] for ep in episodes]).reshape(-1, 3) / 255.0
     assert np.asarray(stats[CAM]["mean"]).shape == (3, 1, 1)
