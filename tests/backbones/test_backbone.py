@@ -180,3 +180,17 @@ def test_collator_is_picklable_and_equal_to_collate(backbone):
     collator = pickle.loads(pickle.dumps(backbone.collator()))
     a, b = collator(_examples(), num_queries=2), backbone.collate(_examples(), num_queries=2)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_generate_is_greedy_and_batching_does_not_change_answers(backbone):
+    prompts = _prompts()
+    alone = [backbone.generate([p], max_new_tokens=4)[0] for p in prompts]
+    assert backbone.generate(prompts, max_new_tokens=4) == alone  # padding a shorter prompt changes nothing
+    tok = backbone.processor.tokenizer
+    for prompt, answer in zip(prompts, alone, strict=True):
+        batch = backbone.collate([prompt], add_generation_prompt=True)
+        with torch.no_grad():
+            logits = backbone({k: v for k, v in batch.items() if k != "labels"}).logits
+        first = tok.decode([int(logits[0, -1].argmax())], skip_special_tokens=True).strip()
+        assert backbone.generate([prompt], max_new_tokens=1)[0] == first  # greedy: the argmax token
+        assert answer.startswith(first)

@@ -140,9 +140,26 @@ def test_lora_run_saves_adapter_and_a_merged_loadable_model(tmp_path, model_dir,
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
     merged = load_weights(tmp_path / "run" / "model")
     assert not any("lora_" in k for k in merged)
-    from vlm2vla.backbones import VLMBackbone
+    from peft import PeftModel
+    from PIL import Image
 
-    VLMBackbone.from_pretrained(str(tmp_path / "run" / "model"))
+    from vlm2vla.backbones import ChatExample, VLMBackbone
+
+    # The merged model computes what the base model plus the saved adapter computes, and not what the base does.
+    merged_vlm = VLMBackbone.from_pretrained(str(tmp_path / "run" / "model"))
+    base = VLMBackbone.from_pretrained(str(model_dir))
+    base_logits_fn = base.model
+    examples = [ChatExample(images=[Image.new("RGB", (32, 32), (220, 30, 30))],
+                            messages=[{"role": "user", "content": "<image>What colour is the square?"},
+                                      {"role": "assistant", "content": "red"}])]
+    batch = base.collate(examples)
+    with torch.no_grad():
+        base_logits = base(batch).logits
+        base.model = PeftModel.from_pretrained(base_logits_fn, str(tmp_path / "run" / "adapter")).eval()
+        adapted = base(batch).logits
+        ours = merged_vlm(batch).logits
+    torch.testing.assert_close(ours, adapted, rtol=1e-4, atol=1e-4)
+    assert (ours - base_logits).abs().max() > 1e-3
 
 
 def test_frozen_groups_do_not_change(tmp_path, model_dir, data_dir):
