@@ -1,13 +1,13 @@
 # Two entry points, both self-contained on a fresh machine:
 #   make demo   set up, then run the pipeline on the built-in default
-#   make test   set up, then run the test suite
+#   make test   set up, then run the test suite (fast tests; `make test-slow` runs the slow ones)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # MuJoCo renders off-screen: OSMesa on a CPU machine, EGL where an NVIDIA GPU is present.
 export MUJOCO_GL ?= $(if $(wildcard /dev/nvidia0),egl,osmesa)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-slow bench clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+test-slow: setup
+	$(PY) -m pytest -m slow
 
 bench: setup
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

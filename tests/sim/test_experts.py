@@ -43,9 +43,14 @@ def test_noisy_expert_is_seeded_and_clipped():
         ScriptedExpert("reach")(np.zeros(4))
 
 
+# (task, seed) pairs on which Meta-World's scripted expert fails within the 500-step cap (measured
+# 2026-12-01 at 32 px over seeds 0-2 of all 50 tasks: these two, every other pair succeeds).
+KNOWN_EXPERT_FAILURES = {("soccer-v3", 0), ("stick-pull-v3", 0)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ALL_TASKS)
 def test_expert_success_all_tasks(task):
     cfg = SimConfig(image_size=32)
-    results = [rollout(task, seed, ScriptedExpert(task), cfg)[0] for seed in range(3)]
-    assert any(results), f"{task}: expert failed on seeds 0-2"
+    failed = {(task, seed) for seed in range(3) if not rollout(task, seed, ScriptedExpert(task), cfg)[0]}
+    assert failed == {pair for pair in KNOWN_EXPERT_FAILURES if pair[0] == task}, f"{task}: failed on {failed}"
