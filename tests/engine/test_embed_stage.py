@@ -117,6 +117,22 @@ def test_crashed_run_resumes_without_recomputing_finished_shards(inputs, tmp_pat
     assert (metrics["shards_done"], metrics["shards"]) == (1, 3)
 
 
+def test_data_loader_workers_resume_to_the_same_features(inputs, tmp_path):
+    from vlm2vla.engine.embed import EmbedConfig, embed
+    from vlm2vla.runs import Run
+
+    assert main(_args(inputs, tmp_path / "ref")) == 0  # num_workers=0
+    cfg = EmbedConfig(run_dir=str(tmp_path / "workers"), model=str(inputs["model"]), pool=str(inputs["pool"]),
+                      robot_dataset=str(inputs["dataset"]), frames_per_episode=3, batch_size=4, shard_rows=5,
+                      max_length=128, num_workers=2, progress=False)
+    assert embed(cfg, Run.open(cfg.run_dir, "embed", cfg), stop_after=2)["shards_done"] == 2
+    embed(cfg, Run.open(cfg.run_dir, "embed", cfg))
+    ids_ref, _, x_ref = FeatureStore.open(tmp_path / "ref").load()
+    ids, _, x = FeatureStore.open(tmp_path / "workers").load()
+    assert list(ids) == list(ids_ref) and len(ids) == 20
+    np.testing.assert_allclose(x, x_ref, atol=2e-3)  # float16 on disk
+
+
 def test_last_pooling_and_config_errors(inputs, tmp_path):
     assert main(_args(inputs, tmp_path / "last", "pooling=last", "layer=1", "robot_dataset=''",
                       "max_pool_samples=4", "compute_loss=false")) == 0

@@ -66,6 +66,15 @@ def test_stop_then_resume_matches_uninterrupted_run(tmp_path, reference, model_d
     _assert_same_run(tmp_path / "run", Path(reference.run_dir))
 
 
+def test_resume_with_data_loader_workers_matches_uninterrupted_run(tmp_path, reference, model_dir, data_dir):
+    # The default (num_workers=2): worker processes load and collate, the sampler alone decides the order, so
+    # a run split in two with workers reproduces the reference run without them.
+    cfg = train_config(tmp_path / "run", model_dir, data_dir / "pool", num_workers=2)
+    assert run_training(cfg, stop_after=4) == {"step": 4, "stopped_early": True}
+    run_training(cfg)
+    _assert_same_run(tmp_path / "run", Path(reference.run_dir))
+
+
 def test_exception_mid_run_resumes_from_last_checkpoint(tmp_path, reference, model_dir, data_dir, monkeypatch):
     cfg = train_config(tmp_path / "run", model_dir, data_dir / "pool")
     real_step = Trainer.train_step
