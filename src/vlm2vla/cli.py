@@ -162,9 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     if args.stage_name is None:
         return print_tasks(args.spec)
-    stage = STAGES[args.stage_name]
     try:
-        cfg = load_config(_import(stage.config), args.config, args.overrides)
+        cfg = load_config(stage_config(args.stage_name), args.config, args.overrides)
     except ConfigError as err:
         log.error("%s", err)
         return 2

@@ -35,10 +35,9 @@ from vlm2vla.fileio import atomic_write_json, atomic_write_text, read_jsonl_log
 from vlm2vla.runs import Run
 from vlm2vla.sim import ALL_TASKS, SimConfig, resolve_tasks, sample_instruction
 from vlm2vla.sim.catalog import task_group
+from vlm2vla.sim.instructions import SPLITS
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("canonical", "seen", "unseen")
 
 
 @dataclass(frozen=True)

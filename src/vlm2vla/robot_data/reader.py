@@ -346,21 +346,13 @@ class LeRobotDatasetReader:
         if image_keys(self.features):
             table = read_parquet(path, columns=[*image_keys(self.features)])
             for key in image_keys(self.features):
-                out[key] = np.stack([self._decode_image(table[key][int(r)].as_py()["bytes"], path, episode_index,
-                                                        key, int(f)) for r, f in zip(cols["_row"], cols["frame_index"],
-                                                                                     strict=True)])
+                rows = zip(cols["_row"], cols["frame_index"], strict=True)
+                out[key] = np.stack([_decode_frame_image(table[key][int(r)].as_py()["bytes"], path, episode_index,
+                                                         key, int(f)) for r, f in rows])
         for key in video_keys(self.features):
             out[key] = self.decode_video(episode_index, key, cols["timestamp"].astype(np.float64).tolist())
         out["task"] = self.tasks[int(cols["task_index"][0])]
         return out
-
-    @staticmethod
-    def _decode_image(data: bytes, path: Path, episode: int, key: str, frame: int) -> np.ndarray:
-        try:
-            return decode_png(data)
-        except OSError as err:  # PIL's UnidentifiedImageError and truncated-file errors are OSErrors
-            raise EpisodeReadError(path, episode, f"episode {episode}, {key}, frame {frame}: undecodable image "
-                                   f"({err})", BAD_EPISODE_FIX) from err
 
     def close(self) -> None:
         """Close cached video files."""
@@ -415,9 +407,9 @@ class RobotEpisodeDataset(torch.utils.data.Dataset):
             if features[key]["dtype"] == "video":
                 image = self.reader.decode_video(episode, key, [float(cols["timestamp"][i])], self.tolerance_s)[0]
             else:
-                image = self.reader._decode_image(self._images.get(int(cols["_file"][i]), int(cols["_row"][i]), key),
-                                                  self._files[int(cols["_file"][i])], episode, key,
-                                                  int(cols["frame_index"][i]))
+                file_id = int(cols["_file"][i])
+                image = _decode_frame_image(self._images.get(file_id, int(cols["_row"][i]), key),
+                                            self._files[file_id], episode, key, int(cols["frame_index"][i]))
             item[key] = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
         for key, ft in features.items():
             if key in item or key in ("action", "task_index", "episode_index", "frame_index", "index",
@@ -484,6 +476,15 @@ def decode_png(data: bytes) -> np.ndarray:
     """[H, W, 3] uint8 from encoded image bytes."""
     with Image.open(io.BytesIO(data)) as image:
         return np.array(image.convert("RGB"))  # a writable copy (torch warns on read-only arrays)
+
+
+def _decode_frame_image(data: bytes, path: Path, episode: int, key: str, frame: int) -> np.ndarray:
+    """decode_png for one frame of an image column, failing with the file, episode, camera and frame."""
+    try:
+        return decode_png(data)
+    except OSError as err:  # PIL's UnidentifiedImageError and truncated-file errors are OSErrors
+        raise EpisodeReadError(path, episode, f"episode {episode}, {key}, frame {frame}: undecodable image "
+                               f"({err})", BAD_EPISODE_FIX) from err
 
 
 def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:

@@ -365,8 +365,8 @@ class LeRobotDatasetWriter:
         path = self.root / chunk_file_path(DATA_PATH, chunk, file)
         if self._data_tables:
             # The file on disk holds exactly these tables (it is rewritten whole for every episode). Its size,
-            # not the in-memory one, is what the limit bounds: parquet page statistics of PNG columns make
-            # the file ~25% larger than the Arrow tables.
+            # not the in-memory one, is what the limit bounds: with PNG columns the file measured ~25%
+            # larger than the Arrow tables' nbytes.
             size = path.stat().st_size
             frames = sum(len(t) for t in self._data_tables)
             # LeRobot's rule (size after adding this episode, estimated per frame) plus our frame cap.

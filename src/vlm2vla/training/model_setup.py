@@ -14,12 +14,10 @@ from typing import Any
 
 import torch
 
-from vlm2vla.backbones.loading import TINY_MODEL
 from vlm2vla.training.config import LoraOptions, TrainConfig
 
 log = logging.getLogger(__name__)
 
-TINY = TINY_MODEL
 # Module-name parts that mark a VLM's language model in the transformers families we support.
 _LM_MARKERS = ("language_model", "text_model")
 

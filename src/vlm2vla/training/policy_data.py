@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -102,12 +103,7 @@ def decode_frames(reader: LeRobotDatasetReader, episodes: list[int], keys: tuple
     out: dict[str, np.ndarray] = {}
     bad: dict[int, str] = {}
     start = 0
-    for e in tqdm(episodes, desc="decoding frames", unit="episode", disable=len(episodes) < 20):
-        try:
-            episode = reader.load_episode(e)
-        except EpisodeReadError as err:
-            bad[e] = _skip(err)
-            continue
+    for e, episode in _loaded_episodes(reader, episodes, bad, "decoding frames"):
         length = int(reader.episodes[e]["length"])
         for k in keys:
             if k not in out:  # sized from decoded frames: [H, W, 3] whatever order the feature's shape lists
@@ -124,17 +120,19 @@ def readable_episodes(reader: LeRobotDatasetReader, episodes: list[int]) -> tupl
     meet a broken episode only mid-run.
     """
     bad: dict[int, str] = {}
-    for e in tqdm(episodes, desc="checking frames", unit="episode", disable=len(episodes) < 20):
+    good = [e for e, _ in _loaded_episodes(reader, episodes, bad, "checking frames")]
+    return good, bad
+
+
+def _loaded_episodes(reader: LeRobotDatasetReader, episodes: list[int], bad: dict[int, str], desc: str
+                     ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, episode) for each episode that loads, in order; the others go into `bad` with the reason."""
+    for e in tqdm(episodes, desc=desc, unit="episode", disable=len(episodes) < 20):
         try:
-            reader.load_episode(e)
+            yield e, reader.load_episode(e)
         except EpisodeReadError as err:
-            bad[e] = _skip(err)
-    return [e for e in episodes if e not in bad], bad
-
-
-def _skip(err: EpisodeReadError) -> str:
-    log.warning("Skipping an unreadable episode: %s", err)
-    return str(err)
+            log.warning("Skipping an unreadable episode: %s", err)
+            bad[e] = str(err)
 
 
 def policy_dataset(reader: LeRobotDatasetReader, episodes: list[int], action_chunk: int,

@@ -26,6 +26,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
 
+from vlm2vla.backbones.loading import TINY_MODEL
 from vlm2vla.fileio import atomic_write_json
 from vlm2vla.runs import Run
 from vlm2vla.training import checkpoint as ckpt
@@ -43,7 +44,7 @@ from vlm2vla.training.loop import (
     total_steps,
 )
 from vlm2vla.training.metrics import MetricsWriter
-from vlm2vla.training.model_setup import TINY, add_lora, build_tiny, count_parameters, load_backbone, tiny_texts
+from vlm2vla.training.model_setup import add_lora, build_tiny, count_parameters, load_backbone, tiny_texts
 from vlm2vla.training.samples import load_heldout, load_samples
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def build_parts(cfg: TrainConfig, run: Run) -> Parts:
 def _load_model(cfg: TrainConfig, run_dir: Path, acc: Accelerator, train_samples: list) -> Any:
     """The backbone named by cfg.model; the tiny default is built once, by the main process."""
     name = cfg.model
-    if cfg.model == TINY:
+    if cfg.model == TINY_MODEL:
         folder = run_dir / "tiny_init"
         if acc.is_main_process:
             build_tiny(folder, lambda: tiny_texts(train_samples), cfg.tiny_image_size, cfg.seed)

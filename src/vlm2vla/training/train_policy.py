@@ -201,10 +201,10 @@ def build_parts(cfg: TrainPolicyConfig, run: Run) -> PolicyParts:
     policy, peft_model = build_policy(cfg, reader)
     train_eps, val_eps = policy_data.split_episodes(reader.num_episodes, cfg.val_episodes, cfg.seed)
     chunk, keys = cfg.policy.chunk_size, cfg.policy.image_keys
-    train_set, bad = policy_data.policy_dataset(reader, train_eps, chunk, keys, cfg.cache_frames)
+    train_set, bad_train = policy_data.policy_dataset(reader, train_eps, chunk, keys, cfg.cache_frames)
     val_set, bad_val = policy_data.policy_dataset(reader, val_eps, chunk, keys, cfg.cache_frames) if val_eps \
         else (None, {})
-    bad = {**bad, **bad_val}
+    bad = {**bad_train, **bad_val}
     policy_data.check_bad_episodes(bad, reader.num_episodes, cfg.max_bad_episodes)
     if train_set is None:
         raise ValueError(f"None of the {len(train_eps)} training episodes of {cfg.data} can be read: {bad}")
@@ -220,7 +220,7 @@ def build_parts(cfg: TrainPolicyConfig, run: Run) -> PolicyParts:
     params = _parameter_counts(policy)
     if acc.is_main_process:
         run.update(inputs={"data": cfg.data, "model": cfg.model}, metrics={
-            "parameters": params, "train_episodes": len(train_eps) - len(bad.keys() & set(train_eps)),
+            "parameters": params, "train_episodes": len(train_eps) - len(bad_train),
             "val_episodes": len(val_eps) - len(bad_val), "train_frames": len(train_set), "total_steps": steps,
             "processes": acc.num_processes, "skipped_episodes": len(bad),
             "skipped": {str(e): reason for e, reason in sorted(bad.items())}})
