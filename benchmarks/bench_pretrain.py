@@ -19,8 +19,7 @@ from pathlib import Path
 from vlm2vla.config import load_config
 from vlm2vla.runs import Run
 from vlm2vla.training.metrics import read_metrics
-from vlm2vla.training.next_token import PretrainConfig
-from vlm2vla.training.session import train_next_token
+from vlm2vla.training.next_token import PretrainConfig, train_next_token
 
 log = logging.getLogger("bench_pretrain")
 
@@ -38,9 +37,9 @@ def small_pool(root: Path, per_source: int) -> Path:
 
 def measure(pool: Path, run_dir: Path, args: argparse.Namespace) -> list[dict]:
     """Train the tiny default for args.steps steps; return the metrics lines after the warm-up."""
-    overrides = [f"run_dir={run_dir}", f"data={pool}", "model=tiny", f"max_steps={args.steps}",
-                 f"batch_size={args.batch_size}", f"num_workers={args.workers}", "log_interval=1",
-                 "save_interval=0", "eval.at_start=false", "eval.max_samples_per_source=1", "progress=false"]
+    overrides = [f"run_dir={run_dir}", f"data={pool}", "model=tiny", f"optim.max_steps={args.steps}",
+                 f"optim.batch_size={args.batch_size}", f"num_workers={args.workers}", "log_interval=1",
+                 "checkpoint.interval=0", "eval.at_start=false", "eval.max_samples_per_source=1", "progress=false"]
     cfg = load_config(PretrainConfig, None, overrides)
     train_next_token(cfg, Run.open(cfg.run_dir, "pretrain", cfg))
     return [r for r in read_metrics(run_dir / "metrics.jsonl") if r["step"] > args.warmup]

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from vlm2vla.engine.proximity import EstimatorConfig, fit_estimator
-from vlm2vla.engine.selection import stream_top_k
+from vlm2vla.engine.scoring import stream_top_k
 
 N_CANDIDATES = 10_000_000
 BATCH = 1_000_000

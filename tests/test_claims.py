@@ -42,8 +42,8 @@ def test_trained_policy_beats_random_upper_bound(tmp_path):
     # action head learning from demonstrations, not about the VLM's pretraining.
     vlm = build_tiny_vlm(tmp_path / "vlm", tiny_texts([]))
     _run("train-policy", "--config", "train_policy_tiny", f"run_dir={tmp_path / 'policy'}", f"model={vlm}",
-         f"data={tmp_path / 'collect'}", "max_steps=250", "batch_size=16", "val_episodes=0", "save_interval=0",
-         "progress=false")
+         f"data={tmp_path / 'collect'}", "optim.max_steps=250", "optim.batch_size=16", "val_episodes=0",
+         "checkpoint.interval=0", "progress=false")
     random = _eval(tmp_path / "eval-random", "policy.type=random")
     trained = _eval(tmp_path / "eval-vla", f"policy.path={tmp_path / 'policy'}")
     assert trained["success_rate"] > random["ci_high"], (trained, random)
@@ -57,7 +57,7 @@ def test_pretraining_beats_the_majority_answer_per_source(tmp_path):
     # robot_state / robot_action frames come from scripted-expert rollouts (no robot_dataset given)
     _run("pool", f"run_dir={tmp_path / 'pool'}", f"embedded.sources={sources}", "embedded.samples_per_source=600")
     _run("pretrain", "--config", "pretrain_tiny", f"run_dir={tmp_path / 'pretrain'}", f"data={tmp_path / 'pool'}",
-         "max_steps=600", "eval.max_samples_per_source=60", "progress=false")
+         "optim.max_steps=600", "eval.max_samples_per_source=60", "progress=false")
     after = json.loads((tmp_path / "pretrain" / "eval.json").read_text())["after"]["per_source"]
     assert set(after) == {"spatial", "robot_state", "robot_action"}
     for source, row in after.items():

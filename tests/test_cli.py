@@ -1,7 +1,8 @@
 import pytest
 
-from vlm2vla.cli import STAGES, main, stage_config
+from vlm2vla.cli import main
 from vlm2vla.config import describe_fields
+from vlm2vla.stages import STAGES, stage_config
 
 
 def test_stage_help_lists_nested_fields(capsys):
@@ -33,7 +34,7 @@ def test_unknown_stage_exits_with_usage():
         main(["colect"])
 
 
-@pytest.mark.parametrize("stage", sorted(STAGES))
+@pytest.mark.parametrize("stage", sorted(STAGES.names()))
 def test_every_field_of_every_stage_has_help(stage):
     rows = describe_fields(stage_config(stage))
     assert rows and [row.name for row in rows if not row.help.strip()] == []

@@ -107,3 +107,31 @@ def test_choices_are_enforced_with_the_closest_name():
         load_config(Documented, None, ["mode=exat"])
     with pytest.raises(ConfigError, match="groups='c' is not one of a, b"):
         load_config(Documented, None, ["groups=[a,c]"])
+
+
+def test_a_flat_name_of_a_nested_field_is_answered_with_its_place(tmp_path):
+    with pytest.raises(ConfigError, match=r"no field 'size'; did you mean 'inner.size'\?"):
+        load_config(Outer, None, ["size=3"])
+    path = tmp_path / "c.yaml"
+    path.write_text("inner:\n  sise: 3\n")
+    with pytest.raises(ConfigError, match=rf"config file {path}.*'inner.sise'.*'inner.size'"):
+        load_config(Outer, path)
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "midtrain", "train-policy"])
+def test_training_stages_share_the_nested_optim_and_checkpoint_configs(stage):
+    from vlm2vla.stages import stage_config
+    from vlm2vla.training.checkpoint import CheckpointConfig
+    from vlm2vla.training.optim import OptimConfig
+
+    cls = stage_config(stage)
+    cfg = load_config(cls, None, ["optim.lr=0.003", "optim.grad_accum=2", "checkpoint.keep=5"])
+    assert isinstance(cfg.optim, OptimConfig) and isinstance(cfg.checkpoint, CheckpointConfig)
+    assert (cfg.optim.lr, cfg.optim.grad_accum, cfg.checkpoint.keep) == (0.003, 2, 5)
+    # The flat names these settings had before are answered with where they went.
+    for old, new in [("lr", "optim.lr"), ("batch_size", "optim.batch_size"), ("max_steps", "optim.max_steps"),
+                     ("save_interval", "checkpoint.interval"), ("keep_checkpoints", "checkpoint.keep")]:
+        with pytest.raises(ConfigError, match=rf"no field '{old}'; did you mean '{new}'"):
+            load_config(cls, None, [f"{old}=1"])
+    with pytest.raises(ConfigError, match=r"optim.lr must be > 0"):
+        load_config(cls, None, ["optim.lr=0"])

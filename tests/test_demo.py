@@ -5,12 +5,12 @@ import json
 from vlm2vla.cli import main
 
 SMALL = ["embed.batch_size=8", "embed.num_workers=0", "embed.frames_per_episode=2", "gap.map=pca",
-         "gap.permutations=20", "midtrain.max_steps=3", "midtrain.batch_size=4", "midtrain.num_workers=0",
+         "gap.permutations=20", "midtrain.optim.max_steps=3", "midtrain.optim.batch_size=4", "midtrain.num_workers=0",
          "midtrain.eval.max_samples_per_source=2", "select.fraction=0.3",
          "collect.episodes_per_task=2", "pool.embedded.samples_per_source=30", "pool.embedded.sim_episodes_per_task=1",
-         "pretrain.max_steps=5", "pretrain.batch_size=4", "pretrain.eval.max_samples_per_source=4",
+         "pretrain.optim.max_steps=5", "pretrain.optim.batch_size=4", "pretrain.eval.max_samples_per_source=4",
          "pretrain.num_workers=0", "eval.episodes_per_task=1", "eval.tasks=[reach-v3]", "eval.video_episodes=0",
-         "train_policy.max_steps=3", "train_policy.batch_size=4", "train_policy.num_workers=0"]
+         "train_policy.optim.max_steps=3", "train_policy.optim.batch_size=4", "train_policy.num_workers=0"]
 
 
 def test_demo_runs_every_stage_and_resumes(tmp_path):

@@ -3,22 +3,20 @@
     vlm2vla <stage> [--config NAME_OR_PATH] [--overwrite] [--print-config] [key=value ...]
     vlm2vla tasks [SPEC]      what tasks, groups and instruction splits there are
 
-Each stage is a (config dataclass, function) pair imported only when that stage runs, so
-`vlm2vla --help` stays fast and a stage's heavy dependencies load only when needed. The CLI opens the
-run directory (config + manifest), calls the stage and records success or failure there.
+The stages are registered in vlm2vla.stages (imported only when a stage runs or shows its help). The
+CLI opens the run directory (config + manifest), calls the stage and records success or failure there.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from vlm2vla.config import ConfigError, describe_fields, load_config, named_configs
+from vlm2vla.stages import STAGES, stage_config, stage_function, stage_summary
 
 log = logging.getLogger("vlm2vla")
 
@@ -27,87 +25,9 @@ TASKS_HELP = "List the simulators, task groups, tasks and instruction splits tha
 HELP_WIDTH = 100
 
 
-@dataclass(frozen=True)
-class Stage:
-    """Where a stage's config class and entry function live ("module:attribute")."""
-
-    config: str
-    run: str
-    summary: str
-
-
-STAGES: dict[str, Stage] = {
-    "collect": Stage(
-        "vlm2vla.robot_data.collect:CollectConfig",
-        "vlm2vla.robot_data.collect:collect",
-        "Record scripted-expert demonstrations in simulation as a LeRobotDataset v3.0.",
-    ),
-    "eval": Stage(
-        "vlm2vla.evaluation.evaluate:EvalConfig",
-        "vlm2vla.evaluation.evaluate:evaluate",
-        "Closed-loop evaluation of a policy in simulation: success per task, group and instruction split.",
-    ),
-    "pool": Stage(
-        "vlm2vla.vlm_data.pool:PoolConfig",
-        "vlm2vla.vlm_data.pool:build_pool",
-        "Merge VLM data sources (LLaVA format, or the generated embedded pool) into one pool manifest.",
-    ),
-    "embed": Stage(
-        "vlm2vla.engine.embed:EmbedConfig",
-        "vlm2vla.engine.embed:embed",
-        "Frozen-VLM features of every pool sample and of robot frames + instructions (EmbodiedMidtrain).",
-    ),
-    "gap": Stage(
-        "vlm2vla.engine.gap:GapConfig",
-        "vlm2vla.engine.gap:gap",
-        "Distribution gap between each pool source and the robot data: MMD, Frechet, classifier AUC, 2-D map.",
-    ),
-    "select": Stage(
-        "vlm2vla.engine.select:SelectConfig",
-        "vlm2vla.engine.select:select",
-        "Score the pool by proximity to robot data (or a baseline strategy) and write the top-K mixture.",
-    ),
-    "pretrain": Stage(
-        "vlm2vla.training.next_token:PretrainConfig",
-        "vlm2vla.training.next_token:pretrain",
-        "Next-token training of a VLM on a pool (answer tokens only); builds the tiny default when asked.",
-    ),
-    "midtrain": Stage(
-        "vlm2vla.training.next_token:MidtrainConfig",
-        "vlm2vla.training.next_token:midtrain",
-        "Mid-train a VLM on a curated mixture before VLA fine-tuning (same trainer as pretrain).",
-    ),
-    "train-policy": Stage(
-        "vlm2vla.training.train_policy:TrainPolicyConfig",
-        "vlm2vla.training.train_policy:train_policy",
-        "Fine-tune a VLM into a VLA policy (action head / expert) on robot episodes; resumable.",
-    ),
-    "demo": Stage(
-        "vlm2vla.demo:DemoConfig",
-        "vlm2vla.demo:demo",
-        "Run the whole pipeline on the built-in default, small enough for a CPU.",
-    ),
-}
-
-
-def _import(target: str):
-    module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def stage_function(name: str):
-    """The entry function `fn(cfg, run)` of the stage registered as `name`."""
-    return _import(STAGES[name].run)
-
-
-def stage_config(name: str) -> type:
-    """The config dataclass of the stage registered as `name`."""
-    return _import(STAGES[name].config)
-
-
-def _stage_help(name: str, stage: Stage) -> str:
+def _stage_help(name: str) -> str:
     rows = describe_fields(stage_config(name))
-    lines = [f"{stage.summary}", "", "config fields (override with key=value):"]
+    lines = [stage_summary(name), "", "config fields (override with key=value):"]
     for row in rows:
         lines.append(f"  {row.name}: {row.type} = {row.default}")
         lines += textwrap.wrap(row.help, width=HELP_WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 6)
@@ -122,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm2vla", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING)")
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
-    for name, stage in STAGES.items():
-        p = sub.add_parser(name, help=stage.summary, description=stage.summary,
+    for name in STAGES.names():
+        summary = stage_summary(name)
+        p = sub.add_parser(name, help=summary, description=summary,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--config", help="a config name under configs/ (e.g. demo/collect) or a YAML path")
         p.add_argument("--overwrite", action="store_true", help="delete the run directory and start afresh")
@@ -155,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(argv) >= 2 and argv[0] in STAGES and argv[1] in ("-h", "--help"):
         # argparse cannot render the field table lazily, so stage help is printed here.
         print(f"usage: vlm2vla {argv[0]} [--config NAME_OR_PATH] [--overwrite] [--print-config] [key=value ...]\n")
-        print(_stage_help(argv[0], STAGES[argv[0]]))
+        print(_stage_help(argv[0]))
         return 0
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",

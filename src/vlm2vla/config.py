@@ -79,10 +79,14 @@ def load_config(cls: type[T], config: str | Path | None = None, overrides: Seque
     OmegaConf.set_readonly(merged, False)
     if config is not None:
         path = resolve_config_path(config)
-        merged = _merge(merged, _read_yaml(path), where=f"config file {path}")
+        data = _read_yaml(path)
+        for key in _dotted_keys(cls, OmegaConf.to_container(data)):
+            _check_key(cls, key, where=f"config file {path}")
+        merged = _merge(merged, data, where=f"config file {path}")
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"Override '{item}' is not of the form key=value (e.g. sim.image_size=64).")
+        _check_key(cls, item.split("=", 1)[0].strip(), where=f"override '{item}'")
         merged = _merge(merged, OmegaConf.from_dotlist([item]), where=f"override '{item}'")
     try:
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
@@ -205,6 +209,63 @@ def _field_default(f: dataclasses.Field) -> Any:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
     return "<required>"
+
+
+def field_paths(cls: type, prefix: str = "") -> list[str]:
+    """Dotted names of every field of a config dataclass, nested configs included (and their own names)."""
+    out = []
+    for f in dataclasses.fields(cls):
+        out.append(prefix + f.name)
+        default = _field_default(f)
+        if dataclasses.is_dataclass(default):
+            out.extend(field_paths(type(default), prefix + f.name + "."))
+    return out
+
+
+def _nested_class(cls: type, name: str) -> type | None:
+    """The config class of field `name` of `cls` when it is a nested config; None for a leaf."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    default = _field_default(f)
+    return type(default) if dataclasses.is_dataclass(default) else None
+
+
+def _dotted_keys(cls: type, data: Any, prefix: str = "") -> list[str]:
+    """The dotted keys a YAML mapping sets, descending only into the config's nested configs."""
+    keys = []
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in (data or {}).items():
+        nested = _nested_class(cls, key) if key in names else None
+        if nested is not None and isinstance(value, dict):
+            keys.extend(_dotted_keys(nested, value, f"{prefix}{key}."))
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def _check_key(cls: type, key: str, where: str) -> None:
+    """Refuse a key that names no field, saying where it moved (`moved_fields`) or what is closest.
+
+    Raises:
+        ConfigError: naming the key, where it came from, and the field(s) meant.
+    """
+    owner: type | None = cls
+    for part in key.split("."):
+        if owner is None:
+            return  # inside a leaf field of mapping type (e.g. policy.kwargs): anything goes
+        if part not in {f.name for f in dataclasses.fields(owner)}:
+            break
+        owner = _nested_class(owner, part)
+    else:
+        return
+    moved = getattr(cls, "moved_fields", {})
+    paths = field_paths(cls)
+    if key in moved:
+        guesses = [moved[key]]
+    else:
+        leaf = key.rsplit(".", 1)[-1]
+        guesses = [p for p in paths if p.rsplit(".", 1)[-1] == leaf] or difflib.get_close_matches(key, paths, n=3)
+    hint = f"; did you mean {' or '.join(repr(g) for g in guesses)}?" if guesses else ""
+    raise ConfigError(f"In {where}: {cls.__name__} has no field {key!r}{hint} (`--help` lists every field)")
 
 
 def _read_yaml(path: Path) -> Any:

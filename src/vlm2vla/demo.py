@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vlm2vla.cli import stage_function
 from vlm2vla.engine.embed import EmbedConfig
 from vlm2vla.engine.gap import GapConfig
 from vlm2vla.engine.select import SelectConfig
@@ -36,6 +35,8 @@ from vlm2vla.evaluation.evaluate import EvalConfig
 from vlm2vla.fileio import atomic_write_text
 from vlm2vla.robot_data.collect import CollectConfig
 from vlm2vla.runs import Run
+from vlm2vla.stages import stage_function
+from vlm2vla.training.checkpoint import CheckpointConfig
 from vlm2vla.training.next_token import MidtrainConfig, PretrainConfig
 from vlm2vla.training.train_policy import TrainPolicyConfig
 from vlm2vla.vlm_data.embedded.config import EmbeddedPoolConfig
@@ -58,7 +59,8 @@ class DemoConfig:
     pool: PoolConfig = field(default_factory=lambda: PoolConfig(
         embedded=EmbeddedPoolConfig(samples_per_source=400)))
     # pretraining of the tiny VLM on the pool
-    pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(max_steps=300, batch_size=16))
+    pretrain: PretrainConfig = field(
+        default_factory=lambda: _with_optim(PretrainConfig(), max_steps=300, batch_size=16))
     # frozen-VLM features of the pool and the robot frames (the pretrained tiny VLM)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     # distribution-gap analysis of those features
@@ -66,15 +68,22 @@ class DemoConfig:
     # proximity scores and the curated mixture
     select: SelectConfig = field(default_factory=SelectConfig)
     # mid-training of the pretrained VLM on the mixture
-    midtrain: MidtrainConfig = field(default_factory=lambda: MidtrainConfig(max_steps=100, batch_size=16))
+    midtrain: MidtrainConfig = field(
+        default_factory=lambda: _with_optim(MidtrainConfig(), max_steps=100, batch_size=16))
     # VLA policy training on the demonstrations, starting from the mid-trained VLM
-    train_policy: TrainPolicyConfig = field(default_factory=lambda: TrainPolicyConfig(
-        max_steps=300, batch_size=32, lr=3e-4, val_interval=0, save_interval=100))
+    train_policy: TrainPolicyConfig = field(default_factory=lambda: _with_optim(
+        TrainPolicyConfig(val_interval=0, checkpoint=CheckpointConfig(interval=100)), max_steps=300, batch_size=32,
+        lr=3e-4))
     # closed-loop evaluation; run once per policy
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(tasks=DEMO_TASKS, episodes_per_task=5,
                                                                 splits=("canonical", "unseen")))
     # policies evaluated with the eval settings: reference policies (expert, random) and vla (the trained one)
     eval_policies: tuple[str, ...] = ("expert", "random", "vla")
+
+
+def _with_optim(cfg: Any, **changes: Any) -> Any:
+    """`cfg` with some of its optimisation settings changed (the others keep the stage's defaults)."""
+    return replace(cfg, optim=replace(cfg.optim, **changes))
 
 
 def stage_configs(cfg: DemoConfig) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Atomic file writes: a reader, or a run killed mid-write, never sees half a file.
+"""Small file helpers every stage shares: atomic writes, and JSON / JSON-lines reading.
+
+Atomic writes: a reader, or a run killed mid-write, never sees half a file.
 
 Each write goes to a hidden temporary file in the target's folder and is renamed over the target;
 a rename within one filesystem is atomic on POSIX. Temporary names start with "." and end in
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 TMP_SUFFIX = ".tmp"
+MISSING: Any = object()  # read_json's "no default" marker
 
 
 @contextmanager
@@ -67,6 +70,24 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int = 2, fsync: bool =
     """Write `obj` as JSON to `path` atomically (numpy values and Paths are converted)."""
     text = json.dumps(obj, indent=indent, ensure_ascii=False, default=_json_default)
     atomic_write_text(path, text + "\n", fsync)
+
+
+def read_json(path: str | Path, default: Any = MISSING) -> Any:
+    """The content of a JSON file; `default` (when given) for a missing file.
+
+    Raises:
+        FileNotFoundError: the file is missing and no default was given.
+        ValueError: the file is not valid JSON; the message names it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        if default is not MISSING:
+            return default
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); restore it or re-run the stage that wrote it") from err
 
 
 def read_jsonl_log(path: str | Path, parse: Callable[[dict], T] = dict) -> list[T]:

@@ -5,7 +5,7 @@ import logging
 import numpy as np
 import pytest
 
-from vlm2vla.engine import selection as sel
+from vlm2vla.engine import scoring as sel
 
 D = 8
 

@@ -92,7 +92,7 @@ class _CountingPolicy:
 def test_default_n_action_steps_is_the_policys_own(tmp_path):
     from vlm2vla.evaluation.policy import register_policy
 
-    register_policy("test-counting")(lambda cfg, seed: _CountingPolicy())
+    register_policy("test-counting", lambda cfg, seed: _CountingPolicy())
     args = ["tasks=[reach-v3]", "episodes_per_task=1", "video_episodes=0", "num_envs=1", "asynchronous=false",
             "sim.max_episode_steps=9", "policy.type=test-counting"]
     _eval(tmp_path / "own", *args)

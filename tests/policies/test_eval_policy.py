@@ -78,3 +78,10 @@ def test_eval_names_the_policy_it_measured(saved_policy, tmp_path, caplog):
     assert [(r["policy_type"], r["policy_path"]) for r in rows] == [("vla", measured["path"])]
     assert json.loads((run_dir / "manifest.json").read_text())["inputs"]["policy"] == measured
     assert f"Evaluating policy vla from {measured['path']}" in caplog.text
+
+
+def test_the_vla_type_is_recognised_by_the_file_save_pretrained_writes():
+    from vlm2vla.evaluation.policy import POLICIES
+    from vlm2vla.policies.policy import CONFIG_FILE
+
+    assert POLICIES.entry("vla").info["folder_marker"] == CONFIG_FILE

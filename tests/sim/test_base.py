@@ -31,7 +31,7 @@ def test_register_simulator_rejects_conflicts():
     register_simulator("metaworld", "vlm2vla.sim.metaworld_env:make_metaworld_env")  # same: no-op
     with pytest.raises(ValueError, match="already registered"):
         register_simulator("metaworld", "other.module:make")
-    with pytest.raises(ValueError, match="module:function"):
+    with pytest.raises(ValueError, match="module:attribute"):
         register_simulator("other", "no_colon")
 
 

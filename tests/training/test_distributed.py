@@ -26,9 +26,9 @@ TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 
 
 def _args(run_dir: Path, model: Path, data: Path, **overrides) -> list[str]:
-    values = {"run_dir": run_dir, "model": model, "data": data, "max_steps": 8, "lr": 3e-3, "num_workers": 0,
-              "log_interval": 1, "save_interval": 2, "progress": "false", "eval.max_samples_per_source": 4,
-              "eval.max_new_tokens": 4, **overrides}
+    values = {"run_dir": run_dir, "model": model, "data": data, "optim.max_steps": 8, "optim.lr": 3e-3,
+              "num_workers": 0, "log_interval": 1, "checkpoint.interval": 2, "progress": "false",
+              "eval.max_samples_per_source": 4, "eval.max_new_tokens": 4, **overrides}
     return ["pretrain", *(f"{k}={v}" for k, v in values.items())]
 
 

@@ -13,7 +13,8 @@ import torch
 from vlm2vla.config import load_config
 from vlm2vla.runs import Run
 from vlm2vla.training.metrics import read_metrics
-from vlm2vla.training.train_policy import TrainPolicyConfig, build_parts, load_policy_backbone, train_policy
+from vlm2vla.training.next_token import MOVED_FIELDS
+from vlm2vla.training.train_policy import TrainPolicyConfig, build_session, train_policy
 
 TASKS = ["reach the red goal", "push the puck to the goal"]
 CAMERA = "observation.images.corner2"
@@ -69,7 +70,8 @@ def _config(run_dir: Path, vlm_dir: Path, data: Path, **overrides) -> TrainPolic
                 batch_size=4, max_steps=4, lr=1e-3, warmup_ratio=0.0, log_interval=1, save_interval=0,
                 num_workers=0, progress=False, policy={"chunk_size": 4, "n_action_steps": 2})
     base.update(overrides)
-    items = [f"{k}={json.dumps(v) if isinstance(v, dict | list) else v}" for k, v in base.items()]
+    # Keyword names stay short (max_steps=...); the optimisation and checkpoint ones live in optim.* / checkpoint.*
+    items = [f"{MOVED_FIELDS.get(k, k)}={json.dumps(v) if isinstance(v, dict | list) else v}" for k, v in base.items()]
     return load_config(TrainPolicyConfig, overrides=items)
 
 
@@ -194,9 +196,13 @@ def test_resume_matches_uninterrupted_run(tmp_path, vlm_dir, robot_data, num_wor
 
 
 def test_scratch_init_same_architecture_other_weights(tmp_path, vlm_dir, robot_data):
-    pretrained = load_policy_backbone(_config(tmp_path / "a", vlm_dir, robot_data))
+    from vlm2vla.robot_data.reader import LeRobotDatasetReader
+    from vlm2vla.training.policy_task import build_policy
+
+    reader = LeRobotDatasetReader.open(robot_data)
+    pretrained = build_policy(_config(tmp_path / "a", vlm_dir, robot_data), reader)[0].backbone
     # The test VLM is itself a random init from seed 0: another seed, or scratch would rebuild it exactly.
-    scratch = load_policy_backbone(_config(tmp_path / "b", vlm_dir, robot_data, init="scratch", seed=1))
+    scratch = build_policy(_config(tmp_path / "b", vlm_dir, robot_data, init="scratch", seed=1), reader)[0].backbone
     a, b = pretrained.model.state_dict(), scratch.model.state_dict()
     assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
     assert any(not torch.equal(a[k], b[k]) for k in a if a[k].ndim >= 2)
@@ -208,7 +214,7 @@ def test_action_dim_mismatch_names_both(tmp_path, vlm_dir):
     data = _write_dataset(tmp_path / "data6", action_dim=6, episodes=2, length=4)
     cfg = _config(tmp_path / "run", vlm_dir, data)
     with pytest.raises(PolicyInputError, match=r"6.*action_dim=4|action_dim=4.*6"):
-        build_parts(cfg, Run.open(cfg.run_dir, "train-policy", cfg))
+        build_session(cfg, Run.open(cfg.run_dir, "train-policy", cfg))
 
 
 def test_config_errors(tmp_path, vlm_dir):
@@ -219,23 +225,23 @@ def test_config_errors(tmp_path, vlm_dir):
         _config(tmp_path / "r", vlm_dir, tmp_path, freeze=["arm"])
     cfg = _config(tmp_path / "r", vlm_dir, tmp_path / "missing")
     with pytest.raises(DatasetFormatError, match="missing"):
-        build_parts(cfg, Run.open(cfg.run_dir, "train-policy", cfg))
+        build_session(cfg, Run.open(cfg.run_dir, "train-policy", cfg))
 
 
 def test_nothing_to_train(tmp_path, vlm_dir, robot_data, monkeypatch):
-    from vlm2vla.training import train_policy as tp
+    from vlm2vla.training import policy_task
 
-    original = tp.build_policy
+    original = policy_task.build_policy
 
     def frozen_head(cfg, reader):  # a head with no trainable parameters, on a frozen VLM
         policy, peft = original(cfg, reader)
         policy.head.requires_grad_(False)
         return policy, peft
 
-    monkeypatch.setattr(tp, "build_policy", frozen_head)
+    monkeypatch.setattr(policy_task, "build_policy", frozen_head)
     cfg = _config(tmp_path / "r", vlm_dir, robot_data, freeze=["vlm"], val_episodes=0)
     with pytest.raises(ValueError, match="Nothing to train"):
-        build_parts(cfg, Run.open(cfg.run_dir, "train-policy", cfg))
+        build_session(cfg, Run.open(cfg.run_dir, "train-policy", cfg))
 
 
 @pytest.mark.parametrize("cache_frames", [True, False])
@@ -256,7 +262,7 @@ def test_unreadable_episodes_are_skipped_and_counted_or_fatal(tmp_path, vlm_dir,
     assert 0 < len(bad) < 3
     fatal = _config(tmp_path / "fatal", vlm_dir, data, max_bad_episodes=0.0, cache_frames=cache_frames)
     with pytest.raises(ValueError, match=rf"{len(bad)} of 6 episodes cannot be read.*{video}: episode {bad[0]}"):
-        build_parts(fatal, Run.open(fatal.run_dir, "train-policy", fatal))
+        build_session(fatal, Run.open(fatal.run_dir, "train-policy", fatal))
     cfg = _config(tmp_path / "skip", vlm_dir, data, max_bad_episodes=0.5, cache_frames=cache_frames,
                   val_episodes=0, max_steps=2)
     _run(cfg)
@@ -280,7 +286,7 @@ def test_split_episodes_is_deterministic_and_keeps_training_data():
 
 def test_shipped_recipe_loads():
     cfg = load_config(TrainPolicyConfig, "train_policy_tiny")
-    assert cfg.policy.cameras == ("corner2",) and 16 <= cfg.batch_size <= 32 and cfg.init == "pretrained"
+    assert cfg.policy.cameras == ("corner2",) and 16 <= cfg.optim.batch_size <= 32 and cfg.init == "pretrained"
 
 
 def test_defaults_read_what_collect_and_pretrain_write():

@@ -10,8 +10,8 @@ import torch
 from training_helpers import load_weights, run_training, train_config
 
 from vlm2vla.runs import Run
-from vlm2vla.training import session
-from vlm2vla.training.loop import StepStats, Trainer
+from vlm2vla.training import driver, next_token_task
+from vlm2vla.training.driver import StepStats, Trainer
 from vlm2vla.training.metrics import read_metrics
 
 
@@ -96,19 +96,19 @@ def test_exception_mid_run_resumes_from_last_checkpoint(tmp_path, reference, mod
 def test_crash_while_saving_keeps_previous_checkpoint_and_resumes(tmp_path, reference, model_dir, data_dir,
                                                                   monkeypatch):
     cfg = train_config(tmp_path / "run", model_dir, data_dir / "pool")
-    real_write = session.write_model_folder
+    real_save = next_token_task.NextTokenTask.save_model
 
-    def crash_at_step_8(parts, path, merge):
-        if parts.trainer.step == 8:
+    def crash_at_step_8(task, path):
+        if "step-00000008" in str(path):
             raise OSError("killed mid-save")
-        real_write(parts, path, merge)
+        real_save(task, path)
 
-    monkeypatch.setattr(session, "write_model_folder", crash_at_step_8)
+    monkeypatch.setattr(next_token_task.NextTokenTask, "save_model", crash_at_step_8)
     with pytest.raises(OSError):
         run_training(cfg)
     ckpts = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == [".tmp-step-00000008", "step-00000004"]
-    monkeypatch.setattr(session, "write_model_folder", real_write)
+    monkeypatch.setattr(next_token_task.NextTokenTask, "save_model", real_save)
     run_training(cfg)
     assert sorted(p.name for p in ckpts.iterdir()) == ["step-00000004", "step-00000008"]
     _assert_same_run(tmp_path / "run", Path(reference.run_dir))
@@ -124,12 +124,14 @@ def test_gradient_accumulation_matches_a_larger_batch(tmp_path, reference, model
 
 def _changed_after_steps(cfg, steps: int = 2) -> tuple[set[str], set[str]]:
     """(names of parameters that changed, names of trainable parameters) after a few steps."""
-    parts = session.build_parts(cfg, Run.open(cfg.run_dir, "pretrain", cfg))
-    before = {n: p.detach().clone() for n, p in parts.backbone.named_parameters()}
+    run = Run.open(cfg.run_dir, "pretrain", cfg)
+    session = driver.build(next_token_task.NextTokenTask(cfg, run), cfg, run)
+    backbone = session.task.backbone
+    before = {n: p.detach().clone() for n, p in backbone.named_parameters()}
     for _ in range(steps):
-        parts.trainer.train_step(StepStats())
-    changed = {n for n, p in parts.backbone.named_parameters() if not torch.equal(p, before[n])}
-    return changed, {n for n, p in parts.backbone.named_parameters() if p.requires_grad}
+        session.trainer.train_step(StepStats())
+    changed = {n for n, p in backbone.named_parameters() if not torch.equal(p, before[n])}
+    return changed, {n for n, p in backbone.named_parameters() if p.requires_grad}
 
 
 def test_lora_trains_only_adapter_weights(tmp_path, model_dir, data_dir):

@@ -50,12 +50,13 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 def train_config(run_dir: Path, model: Path | str, data: Path, **overrides):
     """A PretrainConfig for quick CPU runs (no workers, no progress bar); overrides as keyword args."""
     from vlm2vla.config import load_config
-    from vlm2vla.training.next_token import PretrainConfig
+    from vlm2vla.training.next_token import MOVED_FIELDS, PretrainConfig
 
     values = {"run_dir": str(run_dir), "model": str(model), "data": str(data), "max_steps": 8, "batch_size": 4,
               "lr": 3e-3, "num_workers": 0, "log_interval": 1, "save_interval": 4, "progress": False,
               "eval.max_samples_per_source": 4, "eval.max_new_tokens": 4, **overrides}
-    return load_config(PretrainConfig, None, [f"{k}={_yaml(v)}" for k, v in values.items()])
+    # Keyword names stay short (max_steps=...); the optimisation and checkpoint ones live in optim.* / checkpoint.*
+    return load_config(PretrainConfig, None, [f"{MOVED_FIELDS.get(k, k)}={_yaml(v)}" for k, v in values.items()])
 
 
 def _yaml(value) -> str:
@@ -67,7 +68,7 @@ def _yaml(value) -> str:
 def run_training(cfg, stop_after: int | None = None) -> dict:
     """Open (or reopen) cfg.run_dir and train, like `vlm2vla pretrain` does."""
     from vlm2vla.runs import Run
-    from vlm2vla.training.session import train_next_token
+    from vlm2vla.training.next_token import train_next_token
 
     return train_next_token(cfg, Run.open(cfg.run_dir, "pretrain", cfg), stop_after=stop_after)
 

@@ -6,12 +6,12 @@
 Tested families: see ``vlm2vla.backbones.testing`` (Idefics3/SmolVLM, Qwen2-VL, PaliGemma).
 """
 
-from vlm2vla.backbones.backbone import VLMBackbone
+from vlm2vla.backbones.backbone import VLMBackbone, load_backbone
 from vlm2vla.backbones.chat import ChatExample
 from vlm2vla.backbones.families import FREEZE_GROUPS
 from vlm2vla.backbones.loading import VLMLoadError
 
-__all__ = ["FREEZE_GROUPS", "ChatExample", "VLMBackbone", "VLMLoadError", "build_tiny_vlm"]
+__all__ = ["FREEZE_GROUPS", "ChatExample", "VLMBackbone", "VLMLoadError", "build_tiny_vlm", "load_backbone"]
 
 
 def __getattr__(name: str):

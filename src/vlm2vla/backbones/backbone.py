@@ -273,3 +273,32 @@ class VLMBackbone(torch.nn.Module):
     def family_record(self) -> Family:
         """The Family table entry (module prefixes, pixel layout)."""
         return self._family
+
+
+def load_backbone(name_or_path: str, *, trust_remote_code: bool = False, dtype: str = "",
+                  scratch: bool = False, seed: int | None = None) -> VLMBackbone:
+    """The one way stages load a VLM: its weights, or (scratch=True) its architecture with random weights.
+
+    Args:
+        name_or_path: a folder written by save_pretrained, or a hub id in the local cache.
+        trust_remote_code: allow custom code from the checkpoint.
+        dtype: torch dtype name for the weights ("" = the checkpoint's own).
+        scratch: random-initialise instead of loading the weights (VLM4VLA's scratch baseline).
+        seed: the random initialisation's seed (scratch only).
+
+    Raises:
+        ValueError: the model cannot be loaded (no such folder, a hub id not in the local cache while
+            offline, not an image-text-to-text model); the message says which and what to do.
+    """
+    try:
+        if scratch:
+            return VLMBackbone.from_scratch(name_or_path, trust_remote_code=trust_remote_code, seed=seed)
+        return VLMBackbone.from_pretrained(name_or_path, trust_remote_code=trust_remote_code,
+                                           dtype=getattr(torch, dtype) if dtype else None)
+    except VLMLoadError as err:  # already says what was wrong and what to do
+        raise ValueError(f"Cannot load model {name_or_path!r}: {err}") from err
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(
+            f"Cannot load model {name_or_path!r} ({type(err).__name__}: {err}). Pass a folder written by "
+            "save_pretrained (e.g. runs/pretrain/model) or a hub id already in the local cache."
+        ) from err

@@ -68,16 +68,11 @@ class GapConfig:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
 
 
-def open_features(path: str | Path):
-    """The FeatureStore of an embed run directory (or features/ folder)."""
-    from vlm2vla.engine.feature_store import FeatureStore
-
-    return FeatureStore.open(path)
-
-
 def gap(cfg: GapConfig, run: Run) -> dict:
     """Compute the gap metrics of every pool source (and the whole pool) against the robot data."""
-    store = open_features(cfg.features)
+    from vlm2vla.engine.feature_store import FeatureStore
+
+    store = FeatureStore.open(cfg.features)
     run.update(inputs={"features": str(Path(cfg.features).resolve())})
     robot = _robot_features(store, cfg)
     subsets, sizes = _pool_subsets(store, cfg)

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vlm2vla.engine.selection import check_features
+from vlm2vla.engine.scoring import check_features
 from vlm2vla.fileio import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)

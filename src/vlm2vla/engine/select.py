@@ -4,7 +4,7 @@
 
 The default strategy is EmbodiedMidtrain's proximity estimator (trained on robot vs pool features,
 then scored over the pool shard by shard); the paper's baselines and DSIR are alternatives at the
-same budget (see engine/selection.py). `k` (a count) wins over `fraction` when both are set.
+same budget (see engine/strategies.py). `k` (a count) wins over `fraction` when both are set.
 
 Outputs in the run directory:
     scores.parquet   id, source, score, rank (1 = best), selected -- one row per pool sample
@@ -27,10 +27,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlm2vla.config import check_choices, choice
-from vlm2vla.engine import selection as sel
-from vlm2vla.engine.gap import open_features
+from vlm2vla.engine import scoring as sel
+from vlm2vla.engine.feature_store import FeatureStore
 from vlm2vla.engine.gap_metrics import subsample, uniformity
-from vlm2vla.engine.proximity import EstimatorConfig, fit_estimator
+from vlm2vla.engine.proximity import EstimatorConfig
+from vlm2vla.engine.strategies import NEEDS_VLA_FEATURES, STRATEGIES, ScoringInputs
 from vlm2vla.fileio import atomic_path, atomic_write_json
 from vlm2vla.runs import Run
 from vlm2vla.vlm_data.pool_io import read_pool
@@ -49,7 +50,7 @@ class SelectConfig:
     # the pool run directory (or its pool.parquet) the mixture's samples come from
     pool: str = "runs/pool"
     # how the pool is scored: the proximity estimator (EmbodiedMidtrain) or a baseline at the same budget
-    strategy: str = choice(*sel.STRATEGIES)
+    strategy: str = choice(*STRATEGIES.names())
     # budget as a count of samples; wins over `fraction` when set; clamped (with a warning) to the pool size
     k: int | None = None
     # budget as a share of the pool, used when k is unset
@@ -79,13 +80,13 @@ class SelectConfig:
             raise ValueError(f"k must be >= 1, got {self.k}")
         if self.k is None and not 0.0 < self.fraction <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
-        if self.strategy in ("perplexity", "delta_perplexity") and not self.vla_features:
+        if self.strategy in NEEDS_VLA_FEATURES and not self.vla_features:
             raise ValueError(f"strategy={self.strategy} needs vla_features=<embed run of the VLA-adapted model>")
 
 
 def select(cfg: SelectConfig, run: Run) -> dict:
     """Score the pool with `cfg.strategy`, pick K samples, write scores, mixture and report."""
-    store = open_features(cfg.features)
+    store = FeatureStore.open(cfg.features)
     run.update(inputs={"features": str(Path(cfg.features).resolve()), "pool": str(Path(cfg.pool).resolve()),
                        **({"vla_features": cfg.vla_features} if cfg.vla_features else {})})
     ids, sources, scores, info = score_pool(cfg, store, run.dir)
@@ -115,71 +116,14 @@ def select(cfg: SelectConfig, run: Run) -> dict:
 def score_pool(cfg: SelectConfig, store, run_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """(ids, sources, scores, info) of every pool sample in index order under `cfg.strategy`."""
     index = store.index()
-    kinds = np.asarray(index["kind"].to_pylist())
-    pool_rows = kinds == "pool"
+    pool_rows = np.asarray(index["kind"].to_pylist()) == "pool"
     ids = np.asarray(index["id"].to_pylist(), dtype=str)[pool_rows]
     sources = np.asarray(index["source"].to_pylist(), dtype=str)[pool_rows]
     if len(ids) == 0:
         raise ValueError(f"{cfg.features}: no pool features; run `vlm2vla embed` on a non-empty pool")
-    if cfg.strategy == "random":
-        return ids, sources, sel.random_scores(len(ids), cfg.seed), {}
-    if cfg.strategy in ("perplexity", "delta_perplexity"):
-        loss_vla = _losses_for(open_features(cfg.vla_features).index(), ids)
-        if cfg.strategy == "perplexity":
-            return ids, sources, sel.perplexity_scores(loss_vla), {}
-        loss_base = index["loss"].to_numpy(zero_copy_only=False)[pool_rows].astype(np.float64)
-        return ids, sources, sel.delta_perplexity_scores(loss_base, loss_vla), {}
-    _, _, robot_X = store.load(kind="robot")
-    if len(robot_X) == 0:
-        raise ValueError(f"{cfg.features}: no robot features; embed robot episodes (kind='robot') first")
-    if cfg.strategy == "proximity":
-        return _proximity(cfg, store, robot_X, ids, run_dir)
-    pool_ids, _, pool_X = store.load(kind="pool")  # the distance and DSIR baselines need the pool in memory
-    sel.check_features(pool_X, robot_X)
-    if not np.array_equal(pool_ids, ids):
-        raise ValueError(f"{cfg.features}: the feature store changed while scoring; re-run select")
-    if cfg.strategy == "nearest":
-        scores = sel.nearest_scores(pool_X, robot_X)
-    elif cfg.strategy == "centroid":
-        scores = sel.centroid_scores(pool_X, robot_X)
-    else:
-        scores = sel.dsir_scores(pool_X, robot_X, cfg.seed, method=cfg.dsir_method, dims=cfg.dsir_dims)
-    return ids, sources, scores, {}
-
-
-def _proximity(cfg: SelectConfig, store, robot_X: np.ndarray, ids: np.ndarray, run_dir: Path):
-    """Train the estimator on robot vs a seeded pool subsample, then score the pool batch by batch."""
-    rng = np.random.default_rng(cfg.seed)
-    keep = min(1.0, cfg.estimator_pool_samples / len(ids))
-    train_parts, out_ids, out_sources, out_scores = [], [], [], []
-    for _, _, X in store.iter_batches(kind="pool", batch_rows=cfg.batch_rows):
-        if X.shape[1] != robot_X.shape[1]:
-            sel.check_features(X, robot_X)
-        train_parts.append(X[rng.random(len(X)) < keep] if keep < 1.0 else X)
-    pool_train = np.concatenate(train_parts)
-    del train_parts
-    estimator, info = fit_estimator(robot_X, pool_train, cfg.estimator)
-    del pool_train
-    estimator.save(run_dir / "estimator")
-    for batch_ids, batch_sources, X in store.iter_batches(kind="pool", batch_rows=cfg.batch_rows):
-        out_ids.append(batch_ids)
-        out_sources.append(batch_sources)
-        out_scores.append(estimator.score(X).astype(np.float64))
-    streamed_ids = np.concatenate(out_ids)
-    if not np.array_equal(streamed_ids, ids):
-        raise ValueError(f"{cfg.features}: the feature store changed while scoring; re-run select")
-    info = {k: v for k, v in info.items() if k != "curve"} | {"val_curve": info["curve"]}
-    return streamed_ids, np.concatenate(out_sources), np.concatenate(out_scores), info
-
-
-def _losses_for(index: pa.Table, ids: np.ndarray) -> np.ndarray:
-    """Loss per pool id from another store's index (NaN where absent)."""
-    lookup = dict(zip(index["id"].to_pylist(), index["loss"].to_pylist(), strict=True))
-    found = np.array([lookup.get(i) is not None for i in ids])
-    if not found.any():
-        raise ValueError("the vla_features store holds no losses for any pool id; embed the same pool with the "
-                         "VLA-adapted model (its answer losses are recorded)")
-    return np.array([np.nan if lookup.get(i) is None else lookup[i] for i in ids], dtype=np.float64)
+    inputs = ScoringInputs(cfg, store, ids, sources, run_dir, pool_rows)
+    scores, info = STRATEGIES.load(cfg.strategy)(inputs)
+    return ids, sources, scores, info
 
 
 def write_scores(path: Path, ids, sources, scores, rank, selected) -> None:

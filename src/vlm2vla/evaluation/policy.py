@@ -12,20 +12,21 @@ Observation batches use LeRobot's keys:
     "task"                          list[str]  the instruction given to each environment
     "task_name"                     list[str]  the simulator task id, e.g. "reach-v3"
 
-New policy types register a builder with `register_policy`; `make_policy` looks it up by the
-config's `type`, so the engine never special-cases a policy.
+Policy types are entries of `POLICIES` (a new one: its builder's module plus one `register_policy`
+line); `make_policy` looks it up by the config's `type`, so the engine never special-cases a policy.
 """
 
 from __future__ import annotations
 
 import abc
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vlm2vla.registry import Registry
 
 
 class Policy(abc.ABC):
@@ -67,37 +68,33 @@ class PolicyConfig:
 
 
 PolicyBuilder = Callable[[PolicyConfig, int], Policy]
-_REGISTRY: dict[str, PolicyBuilder] = {}
-# Policy type -> the file that marks a folder as a saved policy of that type (types that load a path).
-_FOLDER_MARKERS: dict[str, str] = {}
 AUTO = "auto"
+# Policy type -> "module:function" building it from (cfg, seed). `folder_marker`: for policies loaded from
+# `policy.path`, a file every saved folder of that type holds (how "auto" recognises the type).
+POLICIES = Registry("policy type")
+POLICIES.register("expert", "vlm2vla.evaluation.reference_policies:build_expert")
+POLICIES.register("random", "vlm2vla.evaluation.reference_policies:build_random")
+POLICIES.register("vla", "vlm2vla.policies.eval_policy:build_vla_policy", folder_marker="policy_config.json")
 
 
-def register_policy(name: str, folder_marker: str | None = None) -> Callable[[PolicyBuilder], PolicyBuilder]:
-    """Decorator: register `builder(cfg, seed) -> Policy` under `name`.
+def register_policy(name: str, builder: str | PolicyBuilder, folder_marker: str | None = None) -> None:
+    """Register `builder(cfg, seed) -> Policy` ("module:function", or the function) as `policy.type=name`.
 
     Args:
         name: the `policy.type` value.
+        builder: where the builder lives, imported when the type is first built.
         folder_marker: for policies loaded from `policy.path`, a file every saved folder of this type
             holds (how "auto" recognises the type); None for policies that take no path.
     """
-
-    def wrap(builder: PolicyBuilder) -> PolicyBuilder:
-        if name in _REGISTRY or name == AUTO:
-            raise ValueError(f"Policy type '{name}' is registered twice")
-        _REGISTRY[name] = builder
-        if folder_marker is not None:
-            _FOLDER_MARKERS[name] = folder_marker
-        return builder
-
-    return wrap
+    if name == AUTO:
+        raise ValueError(f"Policy type {AUTO!r} is reserved (it means: the type of the folder at policy.path)")
+    POLICIES.register(name, builder, **({} if folder_marker is None else {"folder_marker": folder_marker}))
 
 
-def _load_registry(learned: bool) -> None:
-    import vlm2vla.evaluation.reference_policies  # noqa: F401 - registers "expert" and "random"
-
-    if learned:  # imported only when needed: it pulls in torch and transformers
-        import vlm2vla.policies.eval_policy  # noqa: F401 - registers "vla"
+def _folder_markers() -> dict[str, str]:
+    """Policy type -> the file that marks a folder as a saved policy of that type."""
+    return {n: POLICIES.entry(n).info["folder_marker"] for n in POLICIES.names()
+            if "folder_marker" in POLICIES.entry(n).info}
 
 
 def resolve_policy_config(cfg: PolicyConfig) -> PolicyConfig:
@@ -111,27 +108,23 @@ def resolve_policy_config(cfg: PolicyConfig) -> PolicyConfig:
         ValueError: unknown type (with the closest names), a path given to a policy that takes none, or a
             path that holds no saved policy.
     """
-    _load_registry(learned=bool(cfg.path))
-    if cfg.type not in (AUTO, *_REGISTRY):
-        _load_registry(learned=True)
-    if cfg.type != AUTO and cfg.type not in _REGISTRY:
-        names = [AUTO, *sorted(_REGISTRY)]
-        close = difflib.get_close_matches(cfg.type, names, n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(f"Unknown policy type '{cfg.type}'.{hint} Registered: {', '.join(names)}.")
+    if cfg.type != AUTO and cfg.type not in POLICIES:
+        raise ValueError(POLICIES.unknown_message(cfg.type, extra=(AUTO,)))
     if not cfg.path:
         return replace(cfg, type="expert") if cfg.type == AUTO else cfg
-    if cfg.type != AUTO and cfg.type not in _FOLDER_MARKERS:
+    markers = _folder_markers()
+    if cfg.type != AUTO and cfg.type not in markers:
         raise ValueError(f"policy.path={cfg.path} is given but policy.type={cfg.type} loads no folder, so the path "
                          f"would be ignored: drop policy.path, or set policy.type to "
-                         f"{' / '.join([AUTO, *_FOLDER_MARKERS])} to evaluate the policy saved there.")
+                         f"{' / '.join([AUTO, *markers])} to evaluate the policy saved there.")
     folder, kind = _find_policy_folder(Path(cfg.path), cfg.type)
     return replace(cfg, type=kind, path=str(folder.resolve()))
 
 
 def _find_policy_folder(path: Path, wanted: str) -> tuple[Path, str]:
     """(folder, type) of the saved policy at `path` or in its `policy/` subfolder."""
-    markers = {wanted: _FOLDER_MARKERS[wanted]} if wanted != AUTO else _FOLDER_MARKERS
+    markers = _folder_markers()
+    markers = {wanted: markers[wanted]} if wanted != AUTO else markers
     if not path.is_dir():
         raise ValueError(f"policy.path={path} does not exist (or is not a folder): pass a saved policy folder, e.g. "
                          "runs/train-policy/policy.")
@@ -157,4 +150,4 @@ def make_policy(cfg: PolicyConfig, seed: int = 0) -> Policy:
         ValueError: unknown type (the message lists the closest registered names), or a path problem.
     """
     cfg = resolve_policy_config(cfg)
-    return _REGISTRY[cfg.type](cfg, seed)
+    return POLICIES.load(cfg.type)(cfg, seed)

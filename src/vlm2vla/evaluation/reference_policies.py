@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from vlm2vla.evaluation.policy import Policy, PolicyConfig, register_policy
+from vlm2vla.evaluation.policy import Policy, PolicyConfig
 
 ACTION_DIM = 4
 
@@ -59,11 +59,11 @@ class RandomPolicy(Policy):
         return self.rng.uniform(-1.0, 1.0, size=(n, self.chunk_size, ACTION_DIM)).astype(np.float32)
 
 
-@register_policy("expert")
-def _build_expert(cfg: PolicyConfig, seed: int) -> Policy:
+def build_expert(cfg: PolicyConfig, seed: int) -> Policy:
+    """policy.type=expert: the scripted expert, with `cfg.noise_std` Gaussian action noise."""
     return ScriptedExpertPolicy(noise_std=cfg.noise_std, seed=seed)
 
 
-@register_policy("random")
-def _build_random(cfg: PolicyConfig, seed: int) -> Policy:
+def build_random(cfg: PolicyConfig, seed: int) -> Policy:
+    """policy.type=random: uniform actions in chunks of `cfg.chunk_size`."""
     return RandomPolicy(chunk_size=cfg.chunk_size, seed=seed)

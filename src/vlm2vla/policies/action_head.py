@@ -1,4 +1,4 @@
-"""The contract between a VLA policy and its action head, and the head registry.
+"""The contract between a VLA policy and its action head (the registry of heads is configuration.HEADS).
 
 The policy (policy.py) turns observations into a `Prefix`: the backbone's collated prompt batch
 (images + instruction, assistant prompt appended, `num_queries` query slots when the head asks for
@@ -12,15 +12,13 @@ one layer's hidden states. Actions are normalised by the policy before `loss` an
 from __future__ import annotations
 
 import abc
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from vlm2vla.policies.configuration import VLAConfig
+from vlm2vla.policies.configuration import HEADS, VLAConfig
 
 
 @dataclass(frozen=True)
@@ -105,27 +103,6 @@ class ActionHead(nn.Module, abc.ABC):
         return sum(p.numel() for p in self.parameters())
 
 
-HeadBuilder = Callable[[VLAConfig, BackboneDims], ActionHead]
-HEADS: dict[str, HeadBuilder] = {}
-# module under vlm2vla.policies that registers each head type
-HEAD_MODULES = {"vlm4vla": "vlm4vla", "pi0": "pi0_expert", "gr00t": "gr00t_expert"}
-
-
-def register_head(name: str) -> Callable[[type[ActionHead]], type[ActionHead]]:
-    """Class decorator: make `build_head` build this head for `config.head == name`."""
-
-    def wrap(cls: type[ActionHead]) -> type[ActionHead]:
-        if name in HEADS:
-            raise ValueError(f"action head {name!r} is registered twice")
-        HEADS[name] = cls
-        return cls
-
-    return wrap
-
-
 def build_head(config: VLAConfig, dims: BackboneDims) -> ActionHead:
-    """Build the head named by `config.head` (importing the head modules registers them)."""
-    # Import only the requested head's module: it registers itself, and the others stay unloaded.
-    if config.head not in HEADS:
-        importlib.import_module(f"vlm2vla.policies.{HEAD_MODULES.get(config.head, config.head)}")
-    return HEADS[config.head](config, dims)
+    """Build the head named by `config.head` (configuration.HEADS; only that head's module is imported)."""
+    return HEADS.load(config.head)(config, dims)

@@ -17,8 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vlm2vla.config import check_choices, choice
+from vlm2vla.registry import Registry
 
-HEAD_TYPES = ("vlm4vla", "pi0", "gr00t")
+# Head type -> its ActionHead class, imported when a policy with that head is built. A new head is its
+# module plus one line here (and an options block below if it has options).
+HEADS = Registry("action head")
+HEADS.register("vlm4vla", "vlm2vla.policies.vlm4vla:ActionQueryHead")
+HEADS.register("pi0", "vlm2vla.policies.pi0_expert:Pi0Expert")
+HEADS.register("gr00t", "vlm2vla.policies.gr00t_expert:Gr00tExpert")
+HEAD_TYPES = tuple(HEADS.names())
 NORMALIZATION_MODES = ("mean_std", "min_max", "quantile", "identity")
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlm2vla.evaluation.policy import Policy, PolicyConfig, register_policy
-from vlm2vla.policies.policy import CONFIG_FILE, VLAPolicy
+from vlm2vla.evaluation.policy import Policy, PolicyConfig
+from vlm2vla.policies.policy import VLAPolicy
 
 KWARGS = ("num_steps", "device")
 
@@ -49,7 +49,6 @@ class VLAEvalPolicy(Policy):
         return np.clip(actions.float().cpu().numpy(), -1.0, 1.0).astype(np.float32)
 
 
-@register_policy("vla", folder_marker=CONFIG_FILE)
 def build_vla_policy(cfg: PolicyConfig, seed: int) -> VLAEvalPolicy:
     """Load ``cfg.path`` with VLAPolicy.from_pretrained; ``cfg.kwargs`` may set num_steps and device."""
     if not cfg.path:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vlm2vla.policies.action_head import BackboneDims, Prefix, register_head
+from vlm2vla.policies.action_head import BackboneDims, Prefix
 from vlm2vla.policies.configuration import VLAConfig
 from vlm2vla.policies.flow_expert import FlowMatchingExpert, StateActionEncoder, prefix_key_mask
 from vlm2vla.policies.flow_matching import time_embedding
@@ -86,7 +86,6 @@ class DiTBlock(nn.Module):
         return x + mods[8][:, None] * self.mlp(h)
 
 
-@register_head("gr00t")
 class Gr00tExpert(FlowMatchingExpert):
     """GR00T-style action expert (see the module docstring)."""
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vlm2vla.policies.action_head import BackboneDims, Prefix, register_head
+from vlm2vla.policies.action_head import BackboneDims, Prefix
 from vlm2vla.policies.configuration import VLAConfig
 from vlm2vla.policies.flow_expert import FlowMatchingExpert, StateActionEncoder, SwiGLU, prefix_key_mask
 
@@ -129,7 +129,6 @@ class Pi0ExpertLayer(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
-@register_head("pi0")
 class Pi0Expert(FlowMatchingExpert):
     """pi0-style action expert (see the module docstring); width round(width_ratio * D) to a multiple of 8."""
 

@@ -26,11 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlm2vla.policies.action_head import ActionHead, BackboneDims, Prefix, register_head
+from vlm2vla.policies.action_head import ActionHead, BackboneDims, Prefix
 from vlm2vla.policies.configuration import VLAConfig
 
 
-@register_head("vlm4vla")
 class ActionQueryHead(ActionHead):
     """One action-query token + MLP decoder (VLM4VLA).
 

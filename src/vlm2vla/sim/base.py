@@ -16,14 +16,15 @@ parent process had already rendered (its OSMesa/GL state is copied half-initiali
 from __future__ import annotations
 
 import functools
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium
 
+from vlm2vla.registry import Registry
+
 # Simulator name -> "module:function" building an env from (task, cfg); imported lazily.
-_SIMULATORS: dict[str, str] = {}
+SIMULATORS = Registry("simulator")
 
 
 def register_simulator(name: str, builder: str) -> None:
@@ -32,16 +33,12 @@ def register_simulator(name: str, builder: str) -> None:
     Raises:
         ValueError: ``name`` is already registered to another builder, or ``builder`` has no ":".
     """
-    if ":" not in builder:
-        raise ValueError(f"Simulator builder {builder!r} must look like 'package.module:function'.")
-    if _SIMULATORS.get(name, builder) != builder:
-        raise ValueError(f"Simulator {name!r} is already registered as {_SIMULATORS[name]!r}.")
-    _SIMULATORS[name] = builder
+    SIMULATORS.register(name, builder)
 
 
 def available_simulators() -> list[str]:
     """Names accepted by ``SimConfig.name``."""
-    return sorted(_SIMULATORS)
+    return sorted(SIMULATORS.names())
 
 
 register_simulator("metaworld", "vlm2vla.sim.metaworld_env:make_metaworld_env")
@@ -69,8 +66,8 @@ class SimConfig:
     privileged_state: bool = True
 
     def __post_init__(self) -> None:
-        if self.name not in _SIMULATORS:
-            raise ValueError(f"SimConfig.name={self.name!r} is unknown; available: {available_simulators()}.")
+        if self.name not in SIMULATORS:
+            raise ValueError(f"sim.name: {SIMULATORS.unknown_message(self.name)}")
         if not isinstance(self.image_size, int) or self.image_size <= 0:
             raise ValueError(f"SimConfig.image_size must be a positive int, got {self.image_size!r}.")
         if not isinstance(self.camera, str) or not self.camera:
@@ -90,9 +87,7 @@ def make_env(task: str, cfg: SimConfig) -> gymnasium.Env:
     Returns:
         A gymnasium.Env whose observations are dicts with LeRobot feature names.
     """
-    module_name, _, func_name = _SIMULATORS[cfg.name].partition(":")
-    builder = getattr(importlib.import_module(module_name), func_name)
-    return builder(task, cfg)
+    return SIMULATORS.load(cfg.name)(task, cfg)
 
 
 def env_fn(task: str, cfg: SimConfig) -> Callable[[], gymnasium.Env]:

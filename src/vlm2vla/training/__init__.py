@@ -1,14 +1,14 @@
-"""VLM next-token training (pretrain, midtrain) and VLA policy training (train-policy), with resumable,
-atomic checkpoints.
+"""VLM next-token training (pretrain, midtrain) and VLA policy training (train-policy), on one driver with
+resumable, atomic checkpoints.
 
-    from vlm2vla.training.next_token import PretrainConfig, pretrain, MidtrainConfig, midtrain
-    from vlm2vla.training.session import train_next_token   # the shared next-token trainer
+    from vlm2vla.training.next_token import PretrainConfig, pretrain, MidtrainConfig, midtrain, train_next_token
     from vlm2vla.training.train_policy import TrainPolicyConfig, train_policy
 
-Modules: config (settings), samples (reading pools / mixtures), data (resumable sampler, collate),
-loss (answer-token loss), loop (one optimizer step on accelerate), checkpoint (atomic save/load),
-evaluate_vlm (held-out loss and accuracy), metrics (JSONL / TensorBoard / W&B), model_setup (loading,
-the tiny default, LoRA), session (one whole run), next_token (the two CLI stages); train_policy (the
-train-policy stage), policy_loop (its optimizer step), policy_data (episode split, RAM frame cache,
-held-out action error).
+Modules: driver (one training run: resume, the optimizer step, evaluation, checkpoints, metrics, for
+every stage), optim (the shared optimisation settings; AdamW, schedule, accelerator), checkpoint
+(its settings, atomic save/load), data (resumable sampler, collate), metrics (JSONL / TensorBoard /
+W&B), model_setup (the tiny default, LoRA); next_token (pretrain / midtrain configs and stages) with
+next_token_task (answer-token loss, held-out accuracy, model folders), samples (reading pools and
+mixtures), loss, evaluate_vlm; train_policy (its config and stage) with policy_task (the head's loss,
+validation, the policy folder) and policy_data (episode split, RAM frame cache, held-out action error).
 """

@@ -21,6 +21,7 @@ import logging
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,22 @@ log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 _TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """When a training run checkpoints and how many checkpoints it keeps."""
+
+    # steps between checkpoints (0 = only the final one)
+    interval: int = 100
+    # checkpoints kept (the oldest are deleted)
+    keep: int = 2
+
+    def __post_init__(self) -> None:
+        if self.interval < 0:
+            raise ValueError(f"checkpoint.interval must be >= 0, got {self.interval}")
+        if self.keep < 1:
+            raise ValueError(f"checkpoint.keep must be >= 1, got {self.keep}")
 
 
 def checkpoint_name(step: int) -> str:

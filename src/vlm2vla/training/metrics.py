@@ -18,6 +18,8 @@ from vlm2vla.fileio import atomic_write_text, read_jsonl_log
 
 log = logging.getLogger(__name__)
 
+REPORTERS = ("tensorboard", "wandb")  # trackers `report_to` may name
+
 
 class MetricsWriter:
     """Appends metric records to a JSONL file and to the trackers asked for.

@@ -1,7 +1,7 @@
-"""Getting the model ready to train: load (or build the tiny default), add LoRA, freeze groups.
+"""Getting a loaded model ready to train: build the tiny default, add LoRA adapters, count parameters.
 
-    backbone = load_backbone(cfg, run_dir, tokenizer_texts)   # "tiny" is built once under run_dir
-    peft_model = add_lora(backbone, cfg.lora) if cfg.lora.enabled else None
+    backbone = load_backbone(name, ...)          # vlm2vla.backbones.loading (one loader for every stage)
+    peft_model = add_lora(backbone.model, cfg.lora) if cfg.lora.enabled else None
     backbone.freeze(cfg.freeze)
 """
 
@@ -9,14 +9,44 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from vlm2vla.training.config import LoraOptions, TrainConfig
-
 log = logging.getLogger(__name__)
+
+# Projection names shared by Llama/Qwen/Gemma/SmolLM-style language models.
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class LoraOptions:
+    """LoRA adapters (peft) instead of full-parameter training."""
+
+    # train LoRA adapters only; the base weights stay frozen
+    enabled: bool = False
+    # adapter rank
+    r: int = 16
+    # scaling numerator (the update is scaled by alpha / r)
+    alpha: int = 32
+    # dropout on the adapter input
+    dropout: float = 0.0
+    # module-name suffixes that get adapters (matched against the last component of the module name)
+    target_modules: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    # only put adapters inside the language model (the vision encoder reuses names such as q_proj)
+    language_model_only: bool = True
+    # the final <run_dir>/model folder holds merged weights (loadable without peft); the adapter is kept too
+    merge_on_save: bool = True
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"lora.r must be >= 1, got {self.r}")
+        if not self.target_modules:
+            raise ValueError("lora.target_modules must name at least one module, e.g. [q_proj, v_proj]")
+
+
 
 # Module-name parts that mark a VLM's language model in the transformers families we support.
 _LM_MARKERS = ("language_model", "text_model")
@@ -45,27 +75,6 @@ def build_tiny(folder: Path, texts: Callable[[], list[str]], image_size: int, se
 
     log.info("Building the tiny default VLM (image size %d) in %s", image_size, folder)
     return build_tiny_vlm(folder, texts(), image_size=image_size, seed=seed)
-
-
-def load_backbone(name_or_path: str, cfg: TrainConfig) -> Any:
-    """Load a VLMBackbone from a local folder or hub id, with a plain message when that fails.
-
-    Raises:
-        ValueError: the model cannot be loaded (no such folder, a hub id not in the local cache while
-            offline, not an image-text-to-text model); the message says which and what to do.
-    """
-    from vlm2vla.backbones import VLMBackbone, VLMLoadError
-
-    dtype = getattr(torch, cfg.dtype) if cfg.dtype else None
-    try:
-        return VLMBackbone.from_pretrained(name_or_path, trust_remote_code=cfg.trust_remote_code, dtype=dtype)
-    except VLMLoadError as err:  # already says what was wrong and what to do
-        raise ValueError(f"Cannot load model {name_or_path!r}: {err}") from err
-    except (OSError, ValueError, KeyError) as err:
-        raise ValueError(
-            f"Cannot load model {name_or_path!r} ({type(err).__name__}: {err}). Pass a folder written by "
-            "save_pretrained, a hub id already in the local cache, or model=tiny."
-        ) from err
 
 
 def lora_targets(model: torch.nn.Module, opts: LoraOptions) -> list[str]:

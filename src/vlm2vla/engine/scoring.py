@@ -1,7 +1,7 @@
-"""Selection strategies: score every pool sample, then keep the best K (optionally with per-source quotas).
+"""Scoring the pool for selection, then keeping the best K (optionally with per-source quotas).
 
-Every strategy maps the pool to one score per sample, higher = keep first; selection is the
-global top-K of those scores, so all strategies compare at the same budget K:
+Every strategy (registered in strategies.py) maps the pool to one score per sample, higher = keep
+first; selection is the global top-K of those scores, so all strategies compare at the same budget K:
 
     proximity         the EmbodiedMidtrain estimator's sigmoid output (density-ratio ranking)
     random            seeded uniform scores
@@ -27,8 +27,6 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 log = logging.getLogger(__name__)
-
-STRATEGIES = ("proximity", "random", "nearest", "centroid", "perplexity", "delta_perplexity", "dsir")
 
 
 def check_features(pool_X: np.ndarray, robot_X: np.ndarray) -> None:

@@ -1,0 +1,98 @@
+"""Optimisation settings every training stage shares, and what is built from them.
+
+    optim:            # in pretrain, midtrain and train-policy configs alike (`optim.lr=3e-4`)
+      batch_size, grad_accum, lr, weight_decay, betas, warmup_ratio, max_steps, epochs,
+      max_grad_norm, mixed_precision
+
+AdamW (no decay on biases and norm weights), linear warmup then cosine decay to 0, and an accelerate
+Accelerator that picks bf16 on GPUs that support it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from transformers import get_cosine_schedule_with_warmup
+
+from vlm2vla.config import check_choices, choice
+
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Batch, accumulation, AdamW, schedule, run length, clipping and precision of a training run."""
+
+    # per-device micro-batch size (samples; frames for a policy)
+    batch_size: int = 8
+    # micro-batches per optimizer step (global batch = batch_size * processes * grad_accum)
+    grad_accum: int = 1
+    # AdamW peak learning rate
+    lr: float = 1e-4
+    # AdamW weight decay (not applied to biases and norm weights)
+    weight_decay: float = 0.01
+    # AdamW betas
+    betas: tuple[float, float] = (0.9, 0.999)
+    # fraction of the steps spent warming the learning rate up linearly, then cosine decay to 0
+    warmup_ratio: float = 0.1
+    # optimizer steps; 0 derives them from `epochs`
+    max_steps: int = 0
+    # passes over the training data when max_steps is 0
+    epochs: float = 1.0
+    # gradient-norm clipping (0 = off)
+    max_grad_norm: float = 1.0
+    # "auto" picks bf16 on GPUs that support it and "no" elsewhere
+    mixed_precision: str = choice(*MIXED_PRECISION)
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        for name in ("batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"optim.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_steps", "weight_decay", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.max_steps == 0 and self.epochs <= 0:
+            raise ValueError(f"set optim.max_steps > 0 or optim.epochs > 0 (got max_steps=0, epochs={self.epochs})")
+
+
+def make_accelerator(optim: OptimConfig) -> Accelerator:
+    """An Accelerator for this machine: bf16 on GPUs that support it when mixed_precision is auto."""
+    cpu = not torch.cuda.is_available()
+    precision = optim.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if not cpu and torch.cuda.is_bf16_supported() else "no"
+    # cpu=True lets a CPU-only torchrun/accelerate launch run as a gloo process group; the scheduler
+    # is stepped by hand once per optimizer step (accelerate would step it once per process).
+    return Accelerator(cpu=cpu, mixed_precision=precision, step_scheduler_with_optimizer=False)
+
+
+def build_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; biases and norm weights (1-D) get no weight decay."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("Nothing to train: every parameter is frozen (check `freeze` and `lora`).")
+    decay = [p for _, p in params if p.ndim >= 2]
+    no_decay = [p for _, p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr, betas=tuple(optim.betas))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, total_steps: int) -> Any:
+    """Linear warmup over warmup_ratio of the steps, then cosine decay to 0."""
+    return get_cosine_schedule_with_warmup(optimizer, math.ceil(optim.warmup_ratio * total_steps), total_steps)
+
+
+def total_steps(optim: OptimConfig, batches_per_epoch: int) -> int:
+    """Optimizer steps of the run: max_steps, else epochs over the data."""
+    if optim.max_steps:
+        return optim.max_steps
+    return max(1, math.ceil(optim.epochs * batches_per_epoch / optim.grad_accum))

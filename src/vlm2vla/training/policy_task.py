@@ -1,0 +1,158 @@
+"""Policy training as a task of the training driver: episodes in, the head's loss, held-out action error.
+
+The policy's loss is its mean over the batch, so each micro-batch weighs 1 (driver.py): the step's
+gradient is the mean over its micro-batches, and DDP averages over processes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from vlm2vla.runs import Run
+from vlm2vla.training import policy_data
+from vlm2vla.training.driver import TaskSetup
+from vlm2vla.training.model_setup import add_lora, count_parameters
+from vlm2vla.training.train_policy import TrainPolicyConfig
+
+log = logging.getLogger(__name__)
+
+
+class PolicyTask:
+    """What train-policy adds to the training driver."""
+
+    label = "train-policy"
+    weight_name = None
+    eval_file = "val.json"
+    eval_at_start = False
+
+    def __init__(self, cfg: TrainPolicyConfig, run: Run):
+        self.cfg, self.run = cfg, run
+        self.eval_interval = cfg.val_interval
+        self.accelerator: Accelerator | None = None
+        self.policy: Any = None  # VLAPolicy (unwrapped)
+        self.peft_model: Any = None  # peft wrapper of the backbone's model when LoRA is on
+        self.val_dataset: Any = None  # None without validation episodes
+        self.val_indices: list[int] = []
+        self.parameters: dict[str, int] = {}  # trainable / total / new, counted before LoRA is merged away
+        self.prepared_model: Any = None
+
+    def setup(self, accelerator: Accelerator) -> TaskSetup:
+        """The dataset (checked against the policy), the policy (+freezing, LoRA), the held-out frames."""
+        from vlm2vla.robot_data.reader import LeRobotDatasetReader
+
+        cfg = self.cfg
+        self.accelerator = accelerator
+        reader = LeRobotDatasetReader.open(cfg.data)  # DatasetFormatError names the missing / bad file
+        self.policy, self.peft_model = build_policy(cfg, reader)
+        train_eps, val_eps = policy_data.split_episodes(reader.num_episodes, cfg.val_episodes, cfg.seed)
+        chunk, keys = cfg.policy.chunk_size, cfg.policy.image_keys
+        train_set, bad_train = policy_data.policy_dataset(reader, train_eps, chunk, keys, cfg.cache_frames)
+        val_set, bad_val = policy_data.policy_dataset(reader, val_eps, chunk, keys, cfg.cache_frames) if val_eps \
+            else (None, {})
+        bad = {**bad_train, **bad_val}
+        policy_data.check_bad_episodes(bad, reader.num_episodes, cfg.max_bad_episodes)
+        if train_set is None:
+            raise ValueError(f"None of the {len(train_eps)} training episodes of {cfg.data} can be read: {bad}")
+        if bad:
+            log.warning("Skipped %d of %d episodes whose frames cannot be read (listed in the manifest under "
+                        "metrics.skipped): %s", len(bad), reader.num_episodes, sorted(bad))
+        self.val_dataset = val_set
+        self.val_indices = policy_data.validation_indices(len(val_set), cfg.val_max_samples) if val_set else []
+        self.parameters = {**count_parameters(self.policy), "new": self.policy.head.new_parameter_count()}
+        return TaskSetup(
+            model=self.policy, dataset=train_set, collator=self.policy.collator(),
+            inputs={"data": cfg.data, "model": cfg.model},
+            metrics={"parameters": self.parameters, "train_episodes": len(train_eps) - len(bad_train),
+                     "val_episodes": len(val_eps) - len(bad_val), "train_frames": len(train_set),
+                     "skipped_episodes": len(bad), "skipped": {str(e): reason for e, reason in sorted(bad.items())}})
+
+    def weight(self, batch: dict[str, Any]) -> int:
+        """1: the head's loss is already a batch mean."""
+        return 1
+
+    def samples(self, batch: dict[str, Any]) -> int:
+        """Frames in the batch."""
+        return len(batch["action"])
+
+    def loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The head's batch-mean loss and its parts (arm / gripper, flow MSE, ...)."""
+        loss, parts = model(batch)
+        return loss, {k: float(v) for k, v in parts.items()}
+
+    def has_evaluation(self) -> bool:
+        """Validation episodes exist."""
+        return self.val_dataset is not None
+
+    def evaluate(self, step: int, evals: dict[str, Any]) -> dict[str, Any]:
+        """Held-out action error and loss at `step` (main process; the others wait and get {})."""
+        acc = self.accelerator
+        result: dict[str, Any] = {}
+        if acc.is_main_process:
+            result = policy_data.validate(self.policy, self.val_dataset, self.val_indices, self.cfg.optim.batch_size,
+                                          self.cfg.seed)
+            result["step"] = step
+            log.info("Validation at step %d: L1 %.4f, MSE %.4f, loss %.4f", step, result["l1"], result["mse"],
+                     result["loss"])
+        acc.wait_for_everyone()
+        return result
+
+    def eval_document(self, evals: dict[str, Any]) -> dict[str, Any]:
+        """val.json: the last validation, and every one by step."""
+        return {"final": evals[list(evals)[-1]], "by_step": evals}
+
+    def save_model(self, path: Path) -> None:
+        """A checkpoint's model/: the loadable policy (the adapter alone with LoRA)."""
+        if self.accelerator.is_main_process and self.peft_model is None:
+            self.policy.save_pretrained(path)
+        elif self.accelerator.is_main_process:
+            self.peft_model.save_pretrained(path / "adapter")  # the full policy is written at the end, merged
+
+    def save_final(self, run_dir: Path) -> dict[str, Path]:
+        """Write <run_dir>/policy (LoRA adapters merged into the backbone first); skipped when already there."""
+        final = run_dir / "policy"
+        if self.accelerator.is_main_process and not final.is_dir():
+            if self.peft_model is not None:
+                self.peft_model.merge_and_unload()  # folds the adapters into the backbone's own Linear layers
+            self.policy.save_pretrained(final)
+            log.info("Final policy in %s", final)
+        return {"policy": final, "val": run_dir / self.eval_file}
+
+    def final_metrics(self, evals: dict[str, Any]) -> dict[str, Any]:
+        """Parameter counts and the last validation's figures."""
+        out: dict[str, Any] = {"parameters": self.parameters}
+        if evals:
+            out["val"] = {k: v for k, v in evals[max(evals, key=int)].items() if k != "step"}
+        return out
+
+
+def build_policy(cfg: TrainPolicyConfig, reader: Any) -> tuple[Any, Any]:
+    """Backbone (pretrained or scratch) -> VLAPolicy with the dataset's stats -> frozen groups -> LoRA.
+
+    Returns:
+        (policy, peft wrapper or None).
+
+    Raises:
+        PolicyInputError: the dataset lacks a camera or its state / action sizes differ from the policy's.
+        ValueError: the model cannot be loaded.
+    """
+    from vlm2vla.backbones import load_backbone
+    from vlm2vla.policies.policy import VLAPolicy, check_dataset
+
+    # Checked before the (slow) backbone load and before build, whose normaliser would otherwise trip
+    # over a wrong-sized stats entry with a vaguer message.
+    check_dataset(cfg.policy, reader.features, str(cfg.data))
+    backbone = load_backbone(cfg.model, trust_remote_code=cfg.trust_remote_code, scratch=cfg.init == "scratch",
+                             seed=cfg.seed)
+    policy = VLAPolicy.build(cfg.policy, backbone, reader.stats)
+    # Freeze first: `freeze` names base weights, and LoRA adapters (added after) always train.
+    if "vlm" in cfg.freeze:
+        backbone.requires_grad_(False)
+    else:
+        backbone.freeze(cfg.freeze)
+    peft_model = add_lora(backbone.model, cfg.lora) if cfg.lora.enabled else None
+    return policy, peft_model
