@@ -14,7 +14,7 @@ import time
 
 os.environ.setdefault("MUJOCO_GL", "egl" if os.path.exists("/dev/nvidia0") else "osmesa")
 
-from vlm2vla.evaluation.policy import PolicyConfig, make_policy  # noqa: E402
+from vlm2vla.evaluation.policy_interface import PolicyConfig, make_policy  # noqa: E402
 from vlm2vla.evaluation.rollout import EpisodeJob, run_episodes  # noqa: E402
 from vlm2vla.sim import SimConfig  # noqa: E402
 

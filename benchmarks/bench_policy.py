@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from vlm2vla.backbones import VLMBackbone, build_tiny_vlm
-from vlm2vla.backbones.testing import idefics3_parts, save_random_model
+from vlm2vla.backbones.random_models import idefics3_parts, save_random_model
 from vlm2vla.policies import VLAConfig, VLAPolicy
 
 logger = logging.getLogger("bench_policy")

@@ -19,7 +19,7 @@ from pathlib import Path
 from vlm2vla.config import load_config
 from vlm2vla.runs import Run
 from vlm2vla.training.metrics import read_metrics
-from vlm2vla.training.next_token import PretrainConfig, train_next_token
+from vlm2vla.training.next_token_config import PretrainConfig, train_next_token
 
 log = logging.getLogger("bench_pretrain")
 

@@ -36,7 +36,7 @@ def test_duplicates_are_refused_and_typos_answered_with_the_closest_names():
 
 def test_every_registered_plugin_loads():
     from vlm2vla.engine.strategies import STRATEGIES
-    from vlm2vla.evaluation.policy import POLICIES
+    from vlm2vla.evaluation.policy_interface import POLICIES
     from vlm2vla.policies.action_head import ActionHead
     from vlm2vla.policies.configuration import HEAD_TYPES, HEADS
     from vlm2vla.sim.base import SIMULATORS

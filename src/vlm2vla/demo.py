@@ -22,7 +22,6 @@ Re-running resumes every stage.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,13 +31,13 @@ from vlm2vla.engine.embed import EmbedConfig
 from vlm2vla.engine.gap import GapConfig
 from vlm2vla.engine.select import SelectConfig
 from vlm2vla.evaluation.evaluate import EvalConfig
-from vlm2vla.fileio import atomic_write_text
+from vlm2vla.fileio import atomic_write_text, read_json
 from vlm2vla.robot_data.collect import CollectConfig
 from vlm2vla.runs import Run
 from vlm2vla.stages import stage_function
 from vlm2vla.training.checkpoint import CheckpointConfig
-from vlm2vla.training.next_token import MidtrainConfig, PretrainConfig
-from vlm2vla.training.train_policy import TrainPolicyConfig
+from vlm2vla.training.next_token_config import MidtrainConfig, PretrainConfig
+from vlm2vla.training.train_policy_config import TrainPolicyConfig
 from vlm2vla.vlm_data.embedded.config import EmbeddedPoolConfig
 from vlm2vla.vlm_data.pool import PoolConfig
 
@@ -122,8 +121,8 @@ def demo(cfg: DemoConfig, run: Run) -> dict:
         stage = "eval" if name.startswith("eval-") else name
         log.info("=== demo stage: %s -> %s", name, stage_cfg.run_dir)
         results[name] = stage_function(stage)(stage_cfg, Run.open(stage_cfg.run_dir, stage, stage_cfg))
-    summary = _summary(results, _read_json(f"{stages['pretrain'].run_dir}/eval.json"),
-                       _read_json(f"{stages['midtrain'].run_dir}/eval.json"),
+    summary = _summary(results, read_json(f"{stages['pretrain'].run_dir}/eval.json", {}),
+                       read_json(f"{stages['midtrain'].run_dir}/eval.json", {}),
                        _engine_lines(stages["gap"].run_dir, stages["select"].run_dir))
     atomic_write_text(f"{cfg.run_dir}/summary.md", summary)
     log.info("\n%s", summary)
@@ -131,11 +130,6 @@ def demo(cfg: DemoConfig, run: Run) -> dict:
     run.finish(metrics={f"success_rate/{n}": r["overall"]["success_rate"] for n, r in evals.items()},
                outputs={"summary": f"{cfg.run_dir}/summary.md", **{n: c.run_dir for n, c in stages.items()}})
     return results
-
-
-def _read_json(path: str) -> dict[str, Any]:
-    p = Path(path)
-    return json.loads(p.read_text()) if p.is_file() else {}
 
 
 def _summary(results: dict[str, Any], pretrain_eval: dict[str, Any], midtrain_eval: dict[str, Any],
@@ -192,8 +186,8 @@ def _policy_lines(metrics: dict[str, Any] | None) -> list[str]:
 
 def _engine_lines(gap_dir: str, select_dir: str) -> list[str]:
     """Per-source gap to the robot data, proximity scores and the selected composition."""
-    gap_rows = {r["set"]: r for r in _read_json(f"{gap_dir}/gap.json").get("sets", [])}
-    report = _read_json(f"{select_dir}/report.json")
+    gap_rows = {r["set"]: r for r in read_json(f"{gap_dir}/gap.json", {}).get("sets", [])}
+    report = read_json(f"{select_dir}/report.json", {})
     scores_path = Path(select_dir) / "scores.parquet"
     if not gap_rows or not report or not scores_path.is_file():
         return []

@@ -15,7 +15,9 @@ from vlm2vla.registry import Registry, load_target
 STAGES = Registry("stage")
 
 def _stage(name: str, module: str, entry: str, config: str, summary: str) -> None:
-    STAGES.register(name, f"{module}:{entry}", config=f"{module}:{config}", summary=summary)
+    # `config` is "Class" in the stage's module, or "module:Class" when the settings have their own module
+    STAGES.register(name, f"{module}:{entry}", config=config if ":" in config else f"{module}:{config}",
+                    summary=summary)
 
 
 _stage("collect", "vlm2vla.robot_data.collect", "collect", "CollectConfig",
@@ -30,11 +32,12 @@ _stage("gap", "vlm2vla.engine.gap", "gap", "GapConfig",
        "Distribution gap between each pool source and the robot data: MMD, Frechet, classifier AUC, 2-D map.")
 _stage("select", "vlm2vla.engine.select", "select", "SelectConfig",
        "Score the pool by proximity to robot data (or a baseline strategy) and write the top-K mixture.")
-_stage("pretrain", "vlm2vla.training.next_token", "pretrain", "PretrainConfig",
+_stage("pretrain", "vlm2vla.training.next_token", "pretrain", "vlm2vla.training.next_token_config:PretrainConfig",
        "Next-token training of a VLM on a pool (answer tokens only); builds the tiny default when asked.")
-_stage("midtrain", "vlm2vla.training.next_token", "midtrain", "MidtrainConfig",
+_stage("midtrain", "vlm2vla.training.next_token", "midtrain", "vlm2vla.training.next_token_config:MidtrainConfig",
        "Mid-train a VLM on a curated mixture before VLA fine-tuning (same trainer as pretrain).")
-_stage("train-policy", "vlm2vla.training.train_policy", "train_policy", "TrainPolicyConfig",
+_stage("train-policy", "vlm2vla.training.train_policy", "train_policy",
+       "vlm2vla.training.train_policy_config:TrainPolicyConfig",
        "Fine-tune a VLM into a VLA policy (action head / expert) on robot episodes; resumable.")
 _stage("demo", "vlm2vla.demo", "demo", "DemoConfig",
        "Run the whole pipeline on the built-in default, small enough for a CPU.")

@@ -10,7 +10,7 @@ from PIL import Image
 
 from vlm2vla.backbones import FREEZE_GROUPS, ChatExample, VLMBackbone, VLMLoadError
 from vlm2vla.backbones.encoding import IGNORE
-from vlm2vla.backbones.testing import TESTED_FAMILIES, build_family
+from vlm2vla.backbones.random_models import TESTED_FAMILIES, build_family
 
 
 def _image(color: str) -> Image.Image:

@@ -19,7 +19,7 @@ TASKS = ["pick up the red block", "open the drawer"]
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """A tiny Idefics3, a 14-sample pool (12 train, 2 heldout; one broken image) and 3 robot episodes."""
-    from vlm2vla.backbones.testing import build_family
+    from vlm2vla.backbones.random_models import build_family
     from vlm2vla.robot_data.writer import LeRobotDatasetWriter
 
     root = tmp_path_factory.mktemp("embed_inputs")

@@ -19,7 +19,7 @@ from vlm2vla.engine.features import (
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory):
     from vlm2vla.backbones import VLMBackbone
-    from vlm2vla.backbones.testing import build_family
+    from vlm2vla.backbones.random_models import build_family
 
     path = build_family("idefics3", tmp_path_factory.mktemp("tiny_vlm"), image_size=32)
     return VLMBackbone.from_pretrained(str(path))

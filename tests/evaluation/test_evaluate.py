@@ -90,7 +90,7 @@ class _CountingPolicy:
 
 
 def test_default_n_action_steps_is_the_policys_own(tmp_path):
-    from vlm2vla.evaluation.policy import register_policy
+    from vlm2vla.evaluation.policy_interface import register_policy
 
     register_policy("test-counting", lambda cfg, seed: _CountingPolicy())
     args = ["tasks=[reach-v3]", "episodes_per_task=1", "video_episodes=0", "num_envs=1", "asynchronous=false",

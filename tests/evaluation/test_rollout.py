@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vlm2vla.evaluation.policy import Policy, PolicyConfig, make_policy
+from vlm2vla.evaluation.policy_interface import Policy, PolicyConfig, make_policy
 from vlm2vla.evaluation.rollout import EpisodeJob, run_episodes
 from vlm2vla.sim import SimConfig
 

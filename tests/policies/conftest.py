@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vlm2vla.backbones import VLMBackbone
-from vlm2vla.backbones.testing import build_family
+from vlm2vla.backbones.random_models import build_family
 from vlm2vla.policies import VLAConfig
 
 TEXTS = ("what action should the robot take to pick up the red block?", "open the drawer", "push the button",

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from vlm2vla.cli import main
-from vlm2vla.evaluation.policy import Policy, PolicyConfig, make_policy, resolve_policy_config
+from vlm2vla.evaluation.policy_interface import Policy, PolicyConfig, make_policy, resolve_policy_config
 from vlm2vla.policies import VLAPolicy
 from vlm2vla.policies.eval_policy import VLAEvalPolicy
 
@@ -81,7 +81,7 @@ def test_eval_names_the_policy_it_measured(saved_policy, tmp_path, caplog):
 
 
 def test_the_vla_type_is_recognised_by_the_file_save_pretrained_writes():
-    from vlm2vla.evaluation.policy import POLICIES
+    from vlm2vla.evaluation.policy_interface import POLICIES
     from vlm2vla.policies.policy import CONFIG_FILE
 
     assert POLICIES.entry("vla").info["folder_marker"] == CONFIG_FILE

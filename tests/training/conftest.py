@@ -37,7 +37,7 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     """A tiny random Idefics3 (SmolVLM layout) whose tokenizer knows the test vocabulary."""
-    from vlm2vla.backbones.testing import build_family
+    from vlm2vla.backbones.random_models import build_family
 
     texts = ["What colour is the square?", "Is the square big or small?", *COLOURS, *SIZES] * 20
     return build_family("idefics3", tmp_path_factory.mktemp("tiny_idefics3"), texts=texts, image_size=32,

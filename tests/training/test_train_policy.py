@@ -13,8 +13,9 @@ import torch
 from vlm2vla.config import load_config
 from vlm2vla.runs import Run
 from vlm2vla.training.metrics import read_metrics
-from vlm2vla.training.next_token import MOVED_FIELDS
-from vlm2vla.training.train_policy import TrainPolicyConfig, build_session, train_policy
+from vlm2vla.training.next_token_config import MOVED_FIELDS
+from vlm2vla.training.train_policy import build_session, train_policy
+from vlm2vla.training.train_policy_config import TrainPolicyConfig
 
 TASKS = ["reach the red goal", "push the puck to the goal"]
 CAMERA = "observation.images.corner2"
@@ -53,7 +54,7 @@ def _write_dataset(root: Path, action_dim: int = 4, episodes: int = 5, length: i
 
 @pytest.fixture(scope="module")
 def vlm_dir(tmp_path_factory) -> Path:
-    from vlm2vla.backbones.testing import build_family
+    from vlm2vla.backbones.random_models import build_family
 
     texts = [*TASKS, "What action should the robot take to", "?"] * 20
     return build_family("idefics3", tmp_path_factory.mktemp("policy_vlm"), texts=texts, image_size=32,
@@ -197,7 +198,7 @@ def test_resume_matches_uninterrupted_run(tmp_path, vlm_dir, robot_data, num_wor
 
 def test_scratch_init_same_architecture_other_weights(tmp_path, vlm_dir, robot_data):
     from vlm2vla.robot_data.reader import LeRobotDatasetReader
-    from vlm2vla.training.policy_task import build_policy
+    from vlm2vla.training.train_policy import build_policy
 
     reader = LeRobotDatasetReader.open(robot_data)
     pretrained = build_policy(_config(tmp_path / "a", vlm_dir, robot_data), reader)[0].backbone
@@ -229,16 +230,16 @@ def test_config_errors(tmp_path, vlm_dir):
 
 
 def test_nothing_to_train(tmp_path, vlm_dir, robot_data, monkeypatch):
-    from vlm2vla.training import policy_task
+    from vlm2vla.training import train_policy
 
-    original = policy_task.build_policy
+    original = train_policy.build_policy
 
     def frozen_head(cfg, reader):  # a head with no trainable parameters, on a frozen VLM
         policy, peft = original(cfg, reader)
         policy.head.requires_grad_(False)
         return policy, peft
 
-    monkeypatch.setattr(policy_task, "build_policy", frozen_head)
+    monkeypatch.setattr(train_policy, "build_policy", frozen_head)
     cfg = _config(tmp_path / "r", vlm_dir, robot_data, freeze=["vlm"], val_episodes=0)
     with pytest.raises(ValueError, match="Nothing to train"):
         build_session(cfg, Run.open(cfg.run_dir, "train-policy", cfg))
@@ -292,7 +293,7 @@ def test_shipped_recipe_loads():
 def test_defaults_read_what_collect_and_pretrain_write():
     from vlm2vla.engine.embed import EmbedConfig
     from vlm2vla.robot_data.collect import CollectConfig
-    from vlm2vla.training.next_token import PretrainConfig
+    from vlm2vla.training.next_token_config import PretrainConfig
 
     dataset = f"{CollectConfig().run_dir}/dataset"
     assert TrainPolicyConfig().data == load_config(TrainPolicyConfig, "train_policy_tiny").data == dataset

@@ -10,7 +10,7 @@ import torch
 from training_helpers import load_weights, run_training, train_config
 
 from vlm2vla.runs import Run
-from vlm2vla.training import driver, next_token_task
+from vlm2vla.training import driver, next_token
 from vlm2vla.training.driver import StepStats, Trainer
 from vlm2vla.training.metrics import read_metrics
 
@@ -96,19 +96,19 @@ def test_exception_mid_run_resumes_from_last_checkpoint(tmp_path, reference, mod
 def test_crash_while_saving_keeps_previous_checkpoint_and_resumes(tmp_path, reference, model_dir, data_dir,
                                                                   monkeypatch):
     cfg = train_config(tmp_path / "run", model_dir, data_dir / "pool")
-    real_save = next_token_task.NextTokenTask.save_model
+    real_save = next_token.NextTokenTask.save_model
 
     def crash_at_step_8(task, path):
         if "step-00000008" in str(path):
             raise OSError("killed mid-save")
         real_save(task, path)
 
-    monkeypatch.setattr(next_token_task.NextTokenTask, "save_model", crash_at_step_8)
+    monkeypatch.setattr(next_token.NextTokenTask, "save_model", crash_at_step_8)
     with pytest.raises(OSError):
         run_training(cfg)
     ckpts = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == [".tmp-step-00000008", "step-00000004"]
-    monkeypatch.setattr(next_token_task.NextTokenTask, "save_model", real_save)
+    monkeypatch.setattr(next_token.NextTokenTask, "save_model", real_save)
     run_training(cfg)
     assert sorted(p.name for p in ckpts.iterdir()) == ["step-00000004", "step-00000008"]
     _assert_same_run(tmp_path / "run", Path(reference.run_dir))
@@ -125,7 +125,7 @@ def test_gradient_accumulation_matches_a_larger_batch(tmp_path, reference, model
 def _changed_after_steps(cfg, steps: int = 2) -> tuple[set[str], set[str]]:
     """(names of parameters that changed, names of trainable parameters) after a few steps."""
     run = Run.open(cfg.run_dir, "pretrain", cfg)
-    session = driver.build(next_token_task.NextTokenTask(cfg, run), cfg, run)
+    session = driver.build(next_token.NextTokenTask(cfg, run), cfg, run)
     backbone = session.task.backbone
     before = {n: p.detach().clone() for n, p in backbone.named_parameters()}
     for _ in range(steps):

@@ -50,7 +50,7 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 def train_config(run_dir: Path, model: Path | str, data: Path, **overrides):
     """A PretrainConfig for quick CPU runs (no workers, no progress bar); overrides as keyword args."""
     from vlm2vla.config import load_config
-    from vlm2vla.training.next_token import MOVED_FIELDS, PretrainConfig
+    from vlm2vla.training.next_token_config import MOVED_FIELDS, PretrainConfig
 
     values = {"run_dir": str(run_dir), "model": str(model), "data": str(data), "max_steps": 8, "batch_size": 4,
               "lr": 3e-3, "num_workers": 0, "log_interval": 1, "save_interval": 4, "progress": False,

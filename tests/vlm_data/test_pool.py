@@ -9,7 +9,7 @@ from vlm_data_helpers import make_image, record, source_dir, write_jsonl, write_
 
 from vlm2vla.config import load_config
 from vlm2vla.runs import Run
-from vlm2vla.training.next_token import TrainConfig
+from vlm2vla.training.next_token_config import TrainConfig
 from vlm2vla.vlm_data import (
     PoolConfig,
     VLMChatDataset,

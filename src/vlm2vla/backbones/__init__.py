@@ -3,7 +3,7 @@
     from vlm2vla.backbones import ChatExample, VLMBackbone
     backbone = VLMBackbone.from_pretrained("HuggingFaceTB/SmolVLM-256M-Instruct")  # or a folder
 
-Tested families: see ``vlm2vla.backbones.testing`` (Idefics3/SmolVLM, Qwen2-VL, PaliGemma).
+Tested families: see ``vlm2vla.backbones.random_models`` (Idefics3/SmolVLM, Qwen2-VL, PaliGemma).
 """
 
 from vlm2vla.backbones.backbone import VLMBackbone, load_backbone

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from vlm2vla.config import check_choices, choice
 from vlm2vla.evaluation.metrics import EpisodeRecord, format_table, success_tables
-from vlm2vla.evaluation.policy import PolicyConfig, describe_policy, make_policy, resolve_policy_config
+from vlm2vla.evaluation.policy_interface import PolicyConfig, describe_policy, make_policy, resolve_policy_config
 from vlm2vla.evaluation.rollout import MP_CONTEXTS, EpisodeJob, EpisodeResult, run_episodes
 from vlm2vla.fileio import atomic_write_json, atomic_write_text, read_jsonl_log
 from vlm2vla.runs import Run

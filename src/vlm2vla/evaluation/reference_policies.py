@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from vlm2vla.evaluation.policy import Policy, PolicyConfig
+from vlm2vla.evaluation.policy_interface import Policy, PolicyConfig
 
 ACTION_DIM = 4
 

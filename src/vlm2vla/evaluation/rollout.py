@@ -26,7 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from vlm2vla.evaluation.policy import Policy
+from vlm2vla.evaluation.policy_interface import Policy
 from vlm2vla.sim import SimConfig, make_env
 
 # Worker processes are started with "spawn": a forked child would inherit this process's OpenGL

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlm2vla.evaluation.policy import Policy, PolicyConfig
+from vlm2vla.evaluation.policy_interface import Policy, PolicyConfig
 from vlm2vla.policies.policy import VLAPolicy
 
 KWARGS = ("num_steps", "device")

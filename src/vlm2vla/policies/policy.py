@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +28,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vlm2vla.backbones.backbone import VLMBackbone
-from vlm2vla.backbones.tiny import _replace_dir
 from vlm2vla.config import config_to_dict
-from vlm2vla.fileio import atomic_write_json
+from vlm2vla.fileio import atomic_dir, atomic_write_json
 from vlm2vla.policies.action_head import ActionHead, BackboneDims, Prefix, build_head
 from vlm2vla.policies.collate import ACTION_KEY, STATE_KEY, VLACollator
 from vlm2vla.policies.configuration import VLAConfig
@@ -172,18 +169,13 @@ class VLAPolicy(nn.Module):
             ``path`` as a Path.
         """
         out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-        try:
+        with atomic_dir(out) as tmp:
             atomic_write_json(tmp / CONFIG_FILE, {"format_version": FORMAT_VERSION, "head": self.config.head,
                                                   "config": config_to_dict(self.config)})
             self.backbone.save_pretrained(tmp / BACKBONE_DIR)
             tensors = {f"head.{k}": v for k, v in self.head.state_dict().items()}
             tensors.update({f"normalizer.{k}": v for k, v in self.normalizer.state_dict().items()})
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS_FILE))
-            _replace_dir(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         logger.info("saved %s policy to %s", self.config.head, out)
         return out
 

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vlm2vla.config import check_choices, choice
-from vlm2vla.evaluation.policy import PolicyConfig, make_policy
+from vlm2vla.evaluation.policy_interface import PolicyConfig, make_policy
 from vlm2vla.evaluation.rollout import MP_CONTEXTS, EpisodeJob, EpisodeResult, run_episodes
 from vlm2vla.fileio import atomic_write_json, read_jsonl_log
 from vlm2vla.robot_data.writer import LeRobotDatasetWriter

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vlm2vla import fileio
 from vlm2vla.fileio import TMP_SUFFIX, atomic_path
 from vlm2vla.robot_data.format import DatasetFormatError
 
@@ -76,12 +77,12 @@ def read_json(path: str | Path) -> Any:
         DatasetFormatError: the file is missing or not valid JSON.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DatasetFormatError(path, "file not found", "check the dataset root; is it a LeRobotDataset?")
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetFormatError(path, f"not valid JSON ({err})", "restore or regenerate this file") from err
+        return fileio.read_json(path)
+    except FileNotFoundError as err:
+        raise DatasetFormatError(path, "file not found", "check the dataset root; is it a LeRobotDataset?") from err
+    except ValueError as err:
+        raise DatasetFormatError(path, f"not valid JSON ({err.__cause__})", "restore or regenerate this file") from err
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -1,146 +1,229 @@
-"""`vlm2vla pretrain` and `vlm2vla midtrain`: one next-token trainer (answer tokens only), two presets.
+"""`vlm2vla pretrain` and `vlm2vla midtrain`: next-token training (answer tokens only) on the training driver.
 
     vlm2vla pretrain --config pretrain_tiny                     # the tiny default on the embedded pool
     vlm2vla midtrain model=runs/pretrain/model data=runs/select/mixture.jsonl optim.lr=2e-5
     accelerate launch --num_processes 2 -m vlm2vla.cli pretrain ...   # or torchrun; DDP / FSDP
 
-Pretraining builds the tiny default (model=tiny) and trains all of it at a high learning rate;
-mid-training (EmbodiedMidtrain) continues a VLM on a curated mixture with all parameters, AdamW, a
-cosine schedule and 10% warmup. Both write <run_dir>/model, a folder later stages load with
-VLMBackbone.from_pretrained. The run itself (resume, steps, checkpoints, metrics) is the shared
-training driver (driver.py); what is particular to next-token training is in next_token_task.py.
+The driver (driver.py) owns resume, the step loop, checkpoints and metrics; the task here supplies the
+answer-token loss, held-out accuracy and the model folders. Settings: next_token_config.py.
+
+Outputs in the run directory (besides the driver's checkpoints/ and metrics.jsonl):
+
+    tiny_init/   the random-init tiny default (model=tiny only), built once
+    eval.json    held-out loss and accuracy per source at step 0, every eval_interval, and the end
+    model/       the final model (a transformers folder VLMBackbone.from_pretrained loads)
+    adapter/     the LoRA adapter (lora.enabled only)
+
+Every answer token weighs the same in a step, whatever its split into micro-batches and processes:
+the loss of a batch is its summed token loss and its weight is its answer-token count (driver.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
 
-from vlm2vla.backbones.families import FREEZE_GROUPS
-from vlm2vla.config import check_choices, choice
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
+
+from vlm2vla.backbones.loading import TINY_MODEL
 from vlm2vla.runs import Run
-from vlm2vla.training.checkpoint import CheckpointConfig
-from vlm2vla.training.metrics import REPORTERS
-from vlm2vla.training.model_setup import LoraOptions
-from vlm2vla.training.optim import OptimConfig
+from vlm2vla.training.data import ChatCollator
+from vlm2vla.training.driver import TaskSetup, run_training
+from vlm2vla.training.evaluate_vlm import HeldoutItem, evaluate_heldout, format_eval_table, select_items
+from vlm2vla.training.loss import answer_loss_sum, count_answer_tokens
+from vlm2vla.training.model_setup import add_lora, build_tiny, count_parameters, tiny_texts
+from vlm2vla.training.next_token_config import MidtrainConfig, PretrainConfig, TrainConfig
+from vlm2vla.training.samples import load_heldout, load_samples
 
-# Flat names of the settings that moved into the nested configs (answered with "did you mean").
-MOVED_FIELDS = {"save_interval": "checkpoint.interval", "keep_checkpoints": "checkpoint.keep",
-                **{name: f"optim.{name}" for name in ("batch_size", "grad_accum", "lr", "weight_decay", "betas",
-                                                      "warmup_ratio", "max_steps", "epochs", "max_grad_norm",
-                                                      "mixed_precision")}}
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    """Held-out evaluation: next-token loss and greedy answer accuracy per source."""
-
-    # held-out data; "" uses the held-out split of `data` when it has one
-    data: str = ""
-    # held-out samples used per source (0 = all)
-    max_samples_per_source: int = 64
-    # samples per forward / generate call
-    batch_size: int = 16
-    # tokens generated per answer
-    max_new_tokens: int = 24
-    # evaluate before the first step (step 0) as the "before" figure
-    at_start: bool = True
-
-    def __post_init__(self) -> None:
-        if self.max_samples_per_source < 0:
-            raise ValueError(f"eval.max_samples_per_source must be >= 0, got {self.max_samples_per_source}")
-        if self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("eval.batch_size and eval.max_new_tokens must be >= 1")
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of one next-token training run (answer tokens only)."""
+def forward_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
+    """Summed answer-token loss and answer-token count of one collated batch.
 
-    moved_fields: ClassVar[dict[str, str]] = MOVED_FIELDS
-
-    # where config, manifest, checkpoints, metrics and the final model go; re-running resumes
-    run_dir: str = "runs/train"
-    # "tiny" (build the built-in tiny VLM from the data's text, then train it), a local folder, or a hub id
-    model: str = "tiny"
-    # training data: a pool.parquet, a pool run directory, or a LLaVA JSON/JSONL mixture
-    data: str = "runs/pool"
-    # allow model repositories to run their own Python code (off unless you trust the repository)
-    trust_remote_code: bool = False
-    # dtype the weights are loaded in ("" = the checkpoint's own; training keeps float32 master weights)
-    dtype: str = ""
-    # image side of the tiny default (its processor resizes to this)
-    tiny_image_size: int = 128
-    # batch, accumulation, AdamW, schedule, run length, clipping, precision
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    # prompt+answer tokens per sample (longer samples are truncated)
-    max_length: int = 512
-    # parameter groups frozen during training
-    freeze: tuple[str, ...] = choice(*FREEZE_GROUPS, default=())
-    # LoRA adapters instead of full-parameter training
-    lora: LoraOptions = field(default_factory=LoraOptions)
-    # held-out evaluation
-    eval: EvalOptions = field(default_factory=EvalOptions)
-    # recompute activations in backward to save memory (large models)
-    gradient_checkpointing: bool = False
-    # steps between metrics lines
-    log_interval: int = 10
-    # steps between held-out evaluations (0 = only before and after training)
-    eval_interval: int = 0
-    # checkpoint interval and how many are kept
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    # seed of initialisation, data order and dropout
-    seed: int = 0
-    # dataloader worker processes (decoding and tokenisation happen there)
-    num_workers: int = 2
-    # also log to these when installed
-    report_to: tuple[str, ...] = choice(*REPORTERS, default=())
-    # show a progress bar (main process only)
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        check_choices(self)
-        for name in ("max_length", "log_interval"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("eval_interval", "num_workers"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.model:
-            raise ValueError("model must be 'tiny', a local folder or a hub id")
-        if not self.data:
-            raise ValueError("data must name a pool.parquet, a pool run directory or a LLaVA JSON/JSONL file")
+    Args:
+        model: a VLMBackbone, or its DDP/FSDP wrapper (called as `model(batch)`).
+        batch: the backbone's collate output.
+    """
+    labels = batch["labels"]
+    # Without labels the model skips its own (mean) loss; ours is the token sum.
+    logits = model({k: v for k, v in batch.items() if k != "labels"}).logits  # [B, T, V]
+    return answer_loss_sum(logits, labels), count_answer_tokens(labels)
 
 
-@dataclass(frozen=True)
-class PretrainConfig(TrainConfig):
-    """Pretraining: the tiny default from scratch on a pool (see TrainConfig for every field)."""
+class NextTokenTask:
+    """What pretrain and midtrain add to the training driver."""
 
-    # where config, manifest, checkpoints, metrics and the final model go; re-running resumes
-    run_dir: str = "runs/pretrain"
-    # "tiny" (build the built-in tiny VLM from the data's text, then train it), a local folder, or a hub id
-    model: str = "tiny"
-    # batch, accumulation, AdamW, schedule, run length, clipping, precision (a high learning rate: the tiny
-    # model starts from random weights)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, epochs=3.0))
+    label = "train"
+    weight_name = "tokens"
+    eval_file = "eval.json"
+
+    def __init__(self, cfg: TrainConfig, run: Run):
+        self.cfg, self.run = cfg, run
+        self.eval_interval, self.eval_at_start = cfg.eval_interval, cfg.eval.at_start
+        self.accelerator: Accelerator | None = None
+        self.backbone: Any = None  # VLMBackbone (unwrapped)
+        self.peft_model: Any = None  # peft wrapper when LoRA is on
+        self.heldout: list[HeldoutItem] = []
+        self.prepared_model: Any = None  # set by the driver: the DDP/FSDP-wrapped backbone
+
+    def setup(self, accelerator: Accelerator) -> TaskSetup:
+        """Samples, the backbone (+LoRA, freezing, gradient checkpointing), held-out items."""
+        from vlm2vla.backbones import ChatExample
+        from vlm2vla.vlm_data.dataset import VLMChatDataset
+
+        cfg = self.cfg
+        self.accelerator = accelerator
+        train_samples, heldout_samples = load_samples(cfg.data)
+        if cfg.eval.data:
+            heldout_samples = load_heldout(cfg.eval.data)
+        backbone = self._load_model(train_samples)
+        self.peft_model = add_lora(backbone.model, cfg.lora) if cfg.lora.enabled else None
+        backbone.freeze(cfg.freeze)
+        if cfg.gradient_checkpointing:
+            # Non-reentrant checkpointing works with DDP and with frozen inputs (LoRA, frozen embeddings).
+            backbone.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.backbone = backbone
+        self.heldout = _heldout_items(heldout_samples, cfg)
+        return TaskSetup(
+            model=backbone, dataset=VLMChatDataset(train_samples, on_bad_image="none"),
+            collator=ChatCollator(backbone.collate, ChatExample, cfg.max_length),
+            inputs={"data": cfg.data, "model": cfg.model},
+            metrics={"parameters": count_parameters(backbone), "train_samples": len(train_samples),
+                     "heldout_samples": len(self.heldout)})
+
+    def _load_model(self, train_samples: list) -> Any:
+        """The backbone named by cfg.model; the tiny default is built once, by the main process."""
+        from vlm2vla.backbones import load_backbone
+
+        cfg, acc = self.cfg, self.accelerator
+        name = cfg.model
+        if cfg.model == TINY_MODEL:
+            folder = self.run.dir / "tiny_init"
+            if acc.is_main_process:
+                build_tiny(folder, lambda: tiny_texts(train_samples), cfg.tiny_image_size, cfg.seed)
+            acc.wait_for_everyone()
+            name = str(folder)
+        return load_backbone(name, trust_remote_code=cfg.trust_remote_code, dtype=cfg.dtype)
+
+    def weight(self, batch: dict[str, Any]) -> int:
+        """Answer tokens of the batch."""
+        return count_answer_tokens(batch["labels"])
+
+    def samples(self, batch: dict[str, Any]) -> int:
+        """Samples of the batch."""
+        return len(batch["labels"])
+
+    def loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Summed answer-token loss (no part losses)."""
+        return forward_loss(model, batch)[0], {}
+
+    def has_evaluation(self) -> bool:
+        """Held-out items exist."""
+        return bool(self.heldout)
+
+    def evaluate(self, step: int, evals: dict[str, Any]) -> dict[str, Any]:
+        """Held-out loss and accuracy per source at `step` (sharded over processes); logged as a table."""
+        from vlm2vla.backbones import ChatExample
+
+        cfg, backbone = self.cfg, self.backbone
+        was_training = backbone.training
+        backbone.eval()
+
+        def loss_fn(items: list[HeldoutItem]) -> tuple[float, int]:
+            batch = backbone.collate([ChatExample(it.images, it.messages) for it in items], max_length=cfg.max_length)
+            loss, tokens = forward_loss(backbone, batch)
+            return float(loss), tokens
+
+        def generate_fn(items: list[HeldoutItem]) -> list[str]:
+            return backbone.generate([ChatExample(it.images, it.prompt) for it in items], cfg.eval.max_new_tokens)
+
+        result = evaluate_heldout(self.accelerator, self.heldout, loss_fn, generate_fn, cfg.eval.batch_size)
+        backbone.train(was_training)
+        result["step"] = step
+        if self.accelerator.is_main_process:
+            shown = {k: v for k, v in {**evals, str(step): result}.items() if k in ("0", str(step))}
+            log.info("Held-out evaluation at step %d:\n%s", step, format_eval_table(shown))
+        return result
+
+    def eval_document(self, evals: dict[str, Any]) -> dict[str, Any]:
+        """eval.json: the first and last evaluation, and every one by step."""
+        steps = list(evals)
+        return {"before": evals[steps[0]], "after": evals[steps[-1]], "by_step": evals}
+
+    def save_model(self, path: Path) -> None:
+        """A checkpoint's model/: the transformers folder (the adapter alone with LoRA)."""
+        self._write_model_folder(path, merge=False)
+
+    def _write_model_folder(self, path: Path, merge: bool) -> None:
+        """Write the model as a transformers folder (with the processor); every process must call this.
+
+        With LoRA, `merge=False` writes the adapter only (peft format) and `merge=True` folds the adapter
+        into the base weights first, so the folder loads without peft.
+        """
+        acc, backbone = self.accelerator, self.backbone
+        # FSDP shards the weights: gather a full state dict collectively, then one process writes it.
+        state = acc.get_state_dict(self.prepared_model) if acc.distributed_type == DistributedType.FSDP else None
+        if not acc.is_main_process:
+            return
+        if self.peft_model is not None and not merge:
+            self.peft_model.save_pretrained(path)
+        elif self.peft_model is not None:
+            self.peft_model.merge_and_unload().save_pretrained(path)
+        else:
+            inner = {k.removeprefix("model."): v for k, v in state.items()} if state is not None else None
+            backbone.model.save_pretrained(path, state_dict=inner)
+        backbone.processor.save_pretrained(path)
+
+    def save_final(self, run_dir: Path) -> dict[str, Path]:
+        """Write <run_dir>/model (and <run_dir>/adapter with LoRA), each atomically."""
+        acc = self.accelerator
+        targets = [("adapter", False)] if self.peft_model is not None else []
+        targets.append(("model", self.cfg.lora.merge_on_save))
+        for name, merge in targets:
+            final = run_dir / name
+            if (final / "config.json").is_file() or (final / "adapter_config.json").is_file():
+                continue
+            tmp = run_dir / f".tmp-{name}"
+            if acc.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
+            self._write_model_folder(tmp, merge=merge)
+            if acc.is_main_process:
+                tmp.rename(final)
+            acc.wait_for_everyone()
+        log.info("Final model in %s", run_dir / "model")
+        return {"model": run_dir / "model"}
+
+    def final_metrics(self, evals: dict[str, Any]) -> dict[str, Any]:
+        """Held-out loss and accuracy before and after training."""
+        if not evals:
+            return {}
+        steps = sorted(evals, key=int)
+        before, after = evals[steps[0]], evals[steps[-1]]
+        return {"heldout": {
+            "loss_before": before["loss"], "loss_after": after["loss"],
+            "accuracy_before": before["accuracy"], "accuracy_after": after["accuracy"],
+            "majority_accuracy": after["majority_accuracy"],
+            "per_source_after": {s: v["accuracy"] for s, v in after["per_source"].items()},
+        }}
 
 
-@dataclass(frozen=True)
-class MidtrainConfig(TrainConfig):
-    """Mid-training: a pretrained VLM on a curated mixture (see TrainConfig for every field)."""
+def _heldout_items(samples: list, cfg: TrainConfig) -> list[HeldoutItem]:
+    """Held-out questions (capped per source) with their images loaded."""
+    from vlm2vla.vlm_data.dataset import VLMChatDataset
 
-    # where config, manifest, checkpoints, metrics and the final model go; re-running resumes
-    run_dir: str = "runs/midtrain"
-    # the VLM to continue: a folder (e.g. runs/pretrain/model) or a hub id
-    model: str = "runs/pretrain/model"
-    # the curated mixture (LLaVA JSON/JSONL/parquet from `vlm2vla select`) or a pool
-    data: str = "runs/select/mixture.jsonl"
-    # batch, accumulation, AdamW, schedule, run length, clipping, precision
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5))
+    chosen = select_items(samples, cfg.eval.max_samples_per_source)
+    dataset = VLMChatDataset(chosen, on_bad_image="none")
+    items = (dataset[i] for i in range(len(dataset)))
+    return [HeldoutItem(it["source"], it["images"], it["messages"]) for it in items if it is not None]
 
 
 def train_next_token(cfg: TrainConfig, run: Run, stop_after: int | None = None) -> dict[str, Any]:
-    """Train (or resume training) the model of `cfg` into `run.dir` (see next_token_task for the outputs).
+    """Train (or resume training) the model of `cfg` into `run.dir` (outputs: see the module docstring).
 
     Args:
         cfg: the run's settings.
@@ -151,9 +234,6 @@ def train_next_token(cfg: TrainConfig, run: Run, stop_after: int | None = None) 
     Returns:
         Final metrics: steps, held-out figures before and after, parameter counts.
     """
-    from vlm2vla.training.driver import run_training
-    from vlm2vla.training.next_token_task import NextTokenTask
-
     return run_training(NextTokenTask(cfg, run), cfg, run, stop_after)
 
 

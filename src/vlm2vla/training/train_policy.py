@@ -1,114 +1,170 @@
-"""`vlm2vla train-policy`: fine-tune a VLM into a VLA policy on robot episodes (VLM4VLA, APT).
+"""`vlm2vla train-policy`: fine-tune a VLM into a VLA policy on robot episodes, on the training driver.
 
     vlm2vla train-policy --config train_policy_tiny                    # the tiny default on runs/collect/dataset
     vlm2vla train-policy model=runs/midtrain/model policy.head=pi0 freeze=[vlm] optim.lr=1e-4
     vlm2vla train-policy init=scratch run_dir=runs/train-policy-scratch     # VLM4VLA's scratch baseline
     accelerate launch --num_processes 2 -m vlm2vla.cli train-policy ...    # or torchrun (DDP)
 
-One run: load the backbone (pretrained weights, or the same architecture randomly initialised), add
-LoRA / freeze groups, build the policy around it with the dataset's normalisation stats, check that
-the dataset has the cameras and dimensions the policy expects, then AdamW + warmup + cosine with
-gradient clipping and accumulation. Outputs in the run directory:
+The driver (driver.py) owns resume, the step loop, checkpoints and metrics; the task here supplies the
+episodes, the policy, its loss, validation and the policy folder. Settings and outputs:
+train_policy_config.py.
 
-    checkpoints/step-N/   accelerate state (weights, optimizer, scheduler, RNG) + trainer_state.json
-                          (step, data position) + model/ (the policy, loadable)
-    metrics.jsonl         every log_interval steps: loss and the head's per-part losses, lr, grad_norm,
-                          samples/s, data_wait_frac
-    val.json              held-out action error (L1, MSE in dataset units, padding masked) and loss,
-                          every val_interval steps and at the end
-    policy/               the final policy (VLAPolicy.from_pretrained loads it)
-
-Re-running with the same run_dir resumes from the newest checkpoint exactly: the run itself is the
-shared training driver (driver.py); what is particular to policies is in policy_task.py, and the
-episode split, the RAM frame cache and validation are in policy_data.py.
+The policy's loss is its mean over the batch, so each micro-batch weighs 1 (driver.py): the step's
+gradient is the mean over its micro-batches, and DDP averages over processes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+import logging
+from pathlib import Path
+from typing import Any
 
-from vlm2vla.backbones.families import FREEZE_GROUPS
-from vlm2vla.config import check_choices, choice
-from vlm2vla.policies.configuration import VLAConfig
+import torch
+from accelerate import Accelerator
+
 from vlm2vla.runs import Run
-from vlm2vla.training.checkpoint import CheckpointConfig
-from vlm2vla.training.metrics import REPORTERS
-from vlm2vla.training.model_setup import LoraOptions
-from vlm2vla.training.next_token import MOVED_FIELDS
-from vlm2vla.training.optim import OptimConfig
+from vlm2vla.training import policy_data
+from vlm2vla.training.driver import Session, TaskSetup, build, train
+from vlm2vla.training.model_setup import add_lora, count_parameters
+from vlm2vla.training.train_policy_config import TrainPolicyConfig
 
-INITS = ("pretrained", "scratch")
-# "vlm" freezes the whole backbone: only the action head (and LoRA adapters, if any) train.
-FREEZE_CHOICES = (*FREEZE_GROUPS, "vlm")
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TrainPolicyConfig:
-    """Settings of one policy training run.
+class PolicyTask:
+    """What train-policy adds to the training driver."""
 
-    The optimisation and checkpoint settings are the same nested configs pretrain and midtrain use
-    (optim.*, checkpoint.*); the rest is the policy's own.
+    label = "train-policy"
+    weight_name = None
+    eval_file = "val.json"
+    eval_at_start = False
+
+    def __init__(self, cfg: TrainPolicyConfig, run: Run):
+        self.cfg, self.run = cfg, run
+        self.eval_interval = cfg.val_interval
+        self.accelerator: Accelerator | None = None
+        self.policy: Any = None  # VLAPolicy (unwrapped)
+        self.peft_model: Any = None  # peft wrapper of the backbone's model when LoRA is on
+        self.val_dataset: Any = None  # None without validation episodes
+        self.val_indices: list[int] = []
+        self.parameters: dict[str, int] = {}  # trainable / total / new, counted before LoRA is merged away
+        self.prepared_model: Any = None
+
+    def setup(self, accelerator: Accelerator) -> TaskSetup:
+        """The dataset (checked against the policy), the policy (+freezing, LoRA), the held-out frames."""
+        from vlm2vla.robot_data.reader import LeRobotDatasetReader
+
+        cfg = self.cfg
+        self.accelerator = accelerator
+        reader = LeRobotDatasetReader.open(cfg.data)  # DatasetFormatError names the missing / bad file
+        self.policy, self.peft_model = build_policy(cfg, reader)
+        train_eps, val_eps = policy_data.split_episodes(reader.num_episodes, cfg.val_episodes, cfg.seed)
+        chunk, keys = cfg.policy.chunk_size, cfg.policy.image_keys
+        train_set, bad_train = policy_data.policy_dataset(reader, train_eps, chunk, keys, cfg.cache_frames)
+        val_set, bad_val = policy_data.policy_dataset(reader, val_eps, chunk, keys, cfg.cache_frames) if val_eps \
+            else (None, {})
+        bad = {**bad_train, **bad_val}
+        policy_data.check_bad_episodes(bad, reader.num_episodes, cfg.max_bad_episodes)
+        if train_set is None:
+            raise ValueError(f"None of the {len(train_eps)} training episodes of {cfg.data} can be read: {bad}")
+        if bad:
+            log.warning("Skipped %d of %d episodes whose frames cannot be read (listed in the manifest under "
+                        "metrics.skipped): %s", len(bad), reader.num_episodes, sorted(bad))
+        self.val_dataset = val_set
+        self.val_indices = policy_data.validation_indices(len(val_set), cfg.val_max_samples) if val_set else []
+        self.parameters = {**count_parameters(self.policy), "new": self.policy.head.new_parameter_count()}
+        return TaskSetup(
+            model=self.policy, dataset=train_set, collator=self.policy.collator(),
+            inputs={"data": cfg.data, "model": cfg.model},
+            metrics={"parameters": self.parameters, "train_episodes": len(train_eps) - len(bad_train),
+                     "val_episodes": len(val_eps) - len(bad_val), "train_frames": len(train_set),
+                     "skipped_episodes": len(bad), "skipped": {str(e): reason for e, reason in sorted(bad.items())}})
+
+    def weight(self, batch: dict[str, Any]) -> int:
+        """1: the head's loss is already a batch mean."""
+        return 1
+
+    def samples(self, batch: dict[str, Any]) -> int:
+        """Frames in the batch."""
+        return len(batch["action"])
+
+    def loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The head's batch-mean loss and its parts (arm / gripper, flow MSE, ...)."""
+        loss, parts = model(batch)
+        return loss, {k: float(v) for k, v in parts.items()}
+
+    def has_evaluation(self) -> bool:
+        """Validation episodes exist."""
+        return self.val_dataset is not None
+
+    def evaluate(self, step: int, evals: dict[str, Any]) -> dict[str, Any]:
+        """Held-out action error and loss at `step` (main process; the others wait and get {})."""
+        acc = self.accelerator
+        result: dict[str, Any] = {}
+        if acc.is_main_process:
+            result = policy_data.validate(self.policy, self.val_dataset, self.val_indices, self.cfg.optim.batch_size,
+                                          self.cfg.seed)
+            result["step"] = step
+            log.info("Validation at step %d: L1 %.4f, MSE %.4f, loss %.4f", step, result["l1"], result["mse"],
+                     result["loss"])
+        acc.wait_for_everyone()
+        return result
+
+    def eval_document(self, evals: dict[str, Any]) -> dict[str, Any]:
+        """val.json: the last validation, and every one by step."""
+        return {"final": evals[list(evals)[-1]], "by_step": evals}
+
+    def save_model(self, path: Path) -> None:
+        """A checkpoint's model/: the loadable policy (the adapter alone with LoRA)."""
+        if self.accelerator.is_main_process and self.peft_model is None:
+            self.policy.save_pretrained(path)
+        elif self.accelerator.is_main_process:
+            self.peft_model.save_pretrained(path / "adapter")  # the full policy is written at the end, merged
+
+    def save_final(self, run_dir: Path) -> dict[str, Path]:
+        """Write <run_dir>/policy (LoRA adapters merged into the backbone first); skipped when already there."""
+        final = run_dir / "policy"
+        if self.accelerator.is_main_process and not final.is_dir():
+            if self.peft_model is not None:
+                self.peft_model.merge_and_unload()  # folds the adapters into the backbone's own Linear layers
+            self.policy.save_pretrained(final)
+            log.info("Final policy in %s", final)
+        return {"policy": final, "val": run_dir / self.eval_file}
+
+    def final_metrics(self, evals: dict[str, Any]) -> dict[str, Any]:
+        """Parameter counts and the last validation's figures."""
+        out: dict[str, Any] = {"parameters": self.parameters}
+        if evals:
+            out["val"] = {k: v for k, v in evals[max(evals, key=int)].items() if k != "step"}
+        return out
+
+
+def build_policy(cfg: TrainPolicyConfig, reader: Any) -> tuple[Any, Any]:
+    """Backbone (pretrained or scratch) -> VLAPolicy with the dataset's stats -> frozen groups -> LoRA.
+
+    Returns:
+        (policy, peft wrapper or None).
+
+    Raises:
+        PolicyInputError: the dataset lacks a camera or its state / action sizes differ from the policy's.
+        ValueError: the model cannot be loaded.
     """
+    from vlm2vla.backbones import load_backbone
+    from vlm2vla.policies.policy import VLAPolicy, check_dataset
 
-    moved_fields: ClassVar[dict[str, str]] = MOVED_FIELDS
-
-    # where config, manifest, checkpoints, metrics and the final policy go; re-running resumes
-    run_dir: str = "runs/train-policy"
-    # the VLM: a folder (the pretrained tiny default, a mid-trained checkpoint's model/) or a hub id
-    model: str = "runs/pretrain/model"
-    # "pretrained" loads the weights of `model`; "scratch" = same architecture, random init (VLM4VLA baseline)
-    init: str = choice(*INITS)
-    # the robot episodes: a LeRobotDataset folder (v3.0 or v2.1), or a collect run directory holding one
-    data: str = "runs/collect/dataset"
-    # held-out episodes for validation: a fraction in (0, 1), a count >= 1, or 0 for none (seeded choice)
-    val_episodes: float = 0.1
-    # held-out frames used per validation (evenly spaced; 0 = all)
-    val_max_samples: int = 256
-    # the policy: head type, cameras, dimensions, chunking, normalisation, per-head options
-    policy: VLAConfig = field(default_factory=VLAConfig)
-    # backbone parts frozen during training ("vlm" = all of it: only the head and LoRA adapters train)
-    freeze: tuple[str, ...] = choice(*FREEZE_CHOICES, default=())
-    # LoRA adapters on the backbone's language model instead of full fine-tuning (merged into policy/)
-    lora: LoraOptions = field(default_factory=LoraOptions)
-    # allow model repositories to run their own Python code (off unless you trust the repository)
-    trust_remote_code: bool = False
-    # batch (frames), accumulation, AdamW, schedule, run length, clipping, precision
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
-        batch_size=16, betas=(0.9, 0.95), warmup_ratio=0.05, epochs=10.0))
-    # steps between metrics lines
-    log_interval: int = 10
-    # steps between validations (0 = only at the end)
-    val_interval: int = 0
-    # checkpoint interval and how many are kept
-    checkpoint: CheckpointConfig = field(default_factory=lambda: CheckpointConfig(interval=200))
-    # seed of the head's initialisation (and scratch backbone), data order, split and validation noise
-    seed: int = 0
-    # largest fraction of episodes whose frames cannot be read (corrupt video or image) that is skipped and
-    # counted (manifest metrics.skipped) rather than fatal; 0 = any unreadable episode stops the run
-    max_bad_episodes: float = 0.05
-    # dataloader worker processes (image processing and collation happen there)
-    num_workers: int = 2
-    # decode every frame once into RAM as uint8 before training (random-access video decoding is slow)
-    cache_frames: bool = True
-    # also log to these when installed
-    report_to: tuple[str, ...] = choice(*REPORTERS, default=())
-    # show a progress bar (main process only)
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        check_choices(self)
-        if self.log_interval < 1:
-            raise ValueError(f"log_interval must be >= 1, got {self.log_interval}")
-        for name in ("val_interval", "num_workers", "val_episodes", "val_max_samples"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.max_bad_episodes <= 1.0:
-            raise ValueError(f"max_bad_episodes must be a fraction in [0, 1], got {self.max_bad_episodes}")
-        if self.val_episodes >= 1 and self.val_episodes != int(self.val_episodes):
-            raise ValueError(f"val_episodes must be a fraction < 1 or a whole count, got {self.val_episodes}")
-        if not self.model or not self.data:
-            raise ValueError("model (a VLM folder or hub id) and data (a LeRobotDataset folder) must be set")
+    # Checked before the (slow) backbone load and before build, whose normaliser would otherwise trip
+    # over a wrong-sized stats entry with a vaguer message.
+    check_dataset(cfg.policy, reader.features, str(cfg.data))
+    backbone = load_backbone(cfg.model, trust_remote_code=cfg.trust_remote_code, scratch=cfg.init == "scratch",
+                             seed=cfg.seed)
+    policy = VLAPolicy.build(cfg.policy, backbone, reader.stats)
+    # Freeze first: `freeze` names base weights, and LoRA adapters (added after) always train.
+    if "vlm" in cfg.freeze:
+        backbone.requires_grad_(False)
+    else:
+        backbone.freeze(cfg.freeze)
+    peft_model = add_lora(backbone.model, cfg.lora) if cfg.lora.enabled else None
+    return policy, peft_model
 
 
 def train_policy(cfg: TrainPolicyConfig, run: Run, stop_after: int | None = None) -> dict[str, Any]:
@@ -124,16 +180,11 @@ def train_policy(cfg: TrainPolicyConfig, run: Run, stop_after: int | None = None
         Final metrics (also in the manifest): steps, final loss, validation figures, parameter counts,
         wall time; or {"step", "stopped_early"} when stopped early.
     """
-    from vlm2vla.training.driver import train
-
     return train(build_session(cfg, run), stop_after)
 
 
-def build_session(cfg: TrainPolicyConfig, run: Run) -> Any:
+def build_session(cfg: TrainPolicyConfig, run: Run) -> Session:
     """The driver's Session for this run: data, policy, optimizer, all prepared (nothing resumed yet)."""
-    from vlm2vla.training.driver import build
-    from vlm2vla.training.policy_task import PolicyTask
-
     # Some heads leave trainable VLM weights out of the loss (the pi0-style expert reads only keys and
     # values, so the last layer's output path gets no gradient); DDP must not wait for those gradients.
     return build(PolicyTask(cfg, run), cfg, run, find_unused_parameters=True)

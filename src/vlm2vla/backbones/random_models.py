@@ -15,7 +15,7 @@ processor whose tokenizer is trained locally, and loaded back through the same
 
 Usage::
 
-    from vlm2vla.backbones.testing import build_family
+    from vlm2vla.backbones.random_models import build_family
     folder = build_family("qwen2_vl", tmp_path / "qwen")
     backbone = VLMBackbone.from_pretrained(str(folder))
 """
