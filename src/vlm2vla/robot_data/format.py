@@ -235,3 +235,42 @@ def data_schema(features: dict[str, dict]) -> pa.Schema:
     hf = {k: hf_feature_json(ft) for k, ft in features.items() if ft["dtype"] != "video"}
     meta = {b"huggingface": json.dumps({"info": {"features": hf}}).encode()}
     return pa.schema(fields, metadata=meta)
+
+
+class DatasetMetadata:
+    """What both ends of a dataset know from its meta/ files: the root, info.json and the task list.
+
+    LeRobotDatasetReader and LeRobotDatasetWriter are DatasetMetadata, so the feature specs, frame
+    rate, version and camera keys are read the same way on both sides.
+    """
+
+    def __init__(self, root: Path, info: dict, tasks: list[str]) -> None:
+        self.root = Path(root)
+        self.info = info
+        self.tasks = tasks
+
+    @property
+    def version(self) -> str:
+        """codebase_version, "v3.0" or "v2.1"."""
+        return self.info["codebase_version"]
+
+    @property
+    def features(self) -> dict[str, dict]:
+        """Feature specs from info.json (the writer's index columns included)."""
+        return self.info["features"]
+
+    @property
+    def fps(self) -> int:
+        """Frames per second."""
+        return int(self.info["fps"])
+
+    @property
+    def camera_keys(self) -> list[str]:
+        """Visual features (image or video)."""
+        return camera_keys(self.features)
+
+    @property
+    def video_keys(self) -> list[str]:
+        """Visual features stored as mp4."""
+        return video_keys(self.features)
+

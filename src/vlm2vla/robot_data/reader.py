@@ -42,8 +42,8 @@ from vlm2vla.robot_data.format import (
     TASKS_PATH,
     VISUAL_DTYPES,
     DatasetFormatError,
+    DatasetMetadata,
     EpisodeReadError,
-    camera_keys,
     image_keys,
     video_keys,
 )
@@ -186,7 +186,7 @@ def _datasets_near(root: Path, limit: int = 5) -> list[Path]:
 
 
 # ---------------------------------------------------------------------- reader
-class LeRobotDatasetReader:
+class LeRobotDatasetReader(DatasetMetadata):
     """Metadata and frame access for a local LeRobotDataset (v3.0 or v2.1). Build with `open`.
 
     Args:
@@ -200,9 +200,7 @@ class LeRobotDatasetReader:
 
     def __init__(self, root: Path, info: dict, tasks: list[str], episodes: list[dict],
                  stats: dict[str, dict[str, np.ndarray]]) -> None:
-        self.root = Path(root)
-        self.info = info
-        self.tasks = tasks
+        super().__init__(root, info, tasks)
         self.episodes = episodes
         self.stats = stats
         self._videos = VideoDecoderCache()
@@ -225,22 +223,7 @@ class LeRobotDatasetReader:
             stats = stats_lib.stats_from_json(read_json(root / STATS_PATH)) if (root / STATS_PATH).exists() else {}
         return cls(root, info, tasks, episodes, stats)
 
-    # ------------------------------------------------------------------ metadata
-    @property
-    def version(self) -> str:
-        """codebase_version, "v3.0" or "v2.1"."""
-        return self.info["codebase_version"]
-
-    @property
-    def features(self) -> dict[str, dict]:
-        """Feature specs from info.json."""
-        return self.info["features"]
-
-    @property
-    def fps(self) -> int:
-        """Frames per second."""
-        return int(self.info["fps"])
-
+    # ------------------------------------------------------------------ metadata (see DatasetMetadata)
     @property
     def num_episodes(self) -> int:
         """Committed episodes."""
@@ -250,11 +233,6 @@ class LeRobotDatasetReader:
     def num_frames(self) -> int:
         """Committed frames."""
         return int(self.episodes[-1]["dataset_to_index"]) if self.episodes else 0
-
-    @property
-    def camera_keys(self) -> list[str]:
-        """Visual features (image or video)."""
-        return camera_keys(self.features)
 
     def data_path(self, episode_index: int) -> Path:
         """Parquet file holding the episode's frames."""
@@ -349,7 +327,7 @@ class LeRobotDatasetReader:
                 rows = zip(cols["_row"], cols["frame_index"], strict=True)
                 out[key] = np.stack([_decode_frame_image(table[key][int(r)].as_py()["bytes"], path, episode_index,
                                                          key, int(f)) for r, f in rows])
-        for key in video_keys(self.features):
+        for key in self.video_keys:
             out[key] = self.decode_video(episode_index, key, cols["timestamp"].astype(np.float64).tolist())
         out["task"] = self.tasks[int(cols["task_index"][0])]
         return out

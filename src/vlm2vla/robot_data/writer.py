@@ -73,6 +73,7 @@ from vlm2vla.robot_data.format import (
     TASKS_PATH,
     VIDEO_PATH,
     DatasetFormatError,
+    DatasetMetadata,
     arrow_type,
     chunk_file_path,
     data_schema,
@@ -90,7 +91,7 @@ DEFAULT_MAX_FRAMES_PER_FILE = 20_000
 _CHUNK_FILE_RE = re.compile(r"chunk-(\d+)/file-(\d+)\.(parquet|mp4)$")
 
 
-class LeRobotDatasetWriter:
+class LeRobotDatasetWriter(DatasetMetadata):
     """Appends episodes to a LeRobotDataset v3.0 folder. Build with `create` or `open`.
 
     Args:
@@ -106,9 +107,7 @@ class LeRobotDatasetWriter:
     def __init__(self, root: Path, info: dict, tasks: list[str], episodes: list[dict],
                  vcodec: str = DEFAULT_VCODEC, fsync: bool = False,
                  max_frames_per_file: int = DEFAULT_MAX_FRAMES_PER_FILE) -> None:
-        self.root = Path(root)
-        self.info = info
-        self.tasks = tasks
+        super().__init__(root, info, tasks)
         self.vcodec = vcodec
         self.fsync = fsync
         self.max_frames_per_file = max_frames_per_file
@@ -120,7 +119,7 @@ class LeRobotDatasetWriter:
         self._meta_table: pa.Table | None = None
         self._data_tables: list[pa.Table] = []
         # Per video key: True when the next episode must start a new file (set by open()).
-        self._video_new_file: dict[str, bool] = {k: False for k in video_keys(self.features)}
+        self._video_new_file: dict[str, bool] = {k: False for k in self.video_keys}
         self._closed = False
         self._acquire_lock()
 
@@ -206,17 +205,7 @@ class LeRobotDatasetWriter:
         writer._recover(episodes)
         return writer
 
-    # ------------------------------------------------------------------ properties
-    @property
-    def features(self) -> dict[str, dict]:
-        """All features, including the writer-added index columns."""
-        return self.info["features"]
-
-    @property
-    def fps(self) -> int:
-        """Frames per second."""
-        return int(self.info["fps"])
-
+    # ------------------------------------------------------------------ properties (see DatasetMetadata)
     @property
     def num_episodes(self) -> int:
         """Committed episodes."""
@@ -255,7 +244,7 @@ class LeRobotDatasetWriter:
 
         row: dict[str, Any] = {"episode_index": episode_index, "tasks": [task], "length": length}
         row.update(self._write_data(columns, start, length))
-        for key in video_keys(self.features):
+        for key in self.video_keys:
             row.update(self._write_video(key, columns[key]))
         row.update(stats_lib.flatten_stats(ep_stats))
         self._write_episode_row(row)
@@ -274,7 +263,7 @@ class LeRobotDatasetWriter:
         info["total_frames"] = row["dataset_to_index"]
         info["total_tasks"] = len(tasks)
         info["splits"] = {"train": f"0:{row['episode_index'] + 1}"}
-        if any("info" not in self.features[k] for k in video_keys(self.features)):
+        if any("info" not in self.features[k] for k in self.video_keys):
             self._add_video_info(info, row)
         atomic_write_json(self.root / INFO_PATH, info, indent=4, fsync=self.fsync)  # commit point
         self.info, self.tasks, self._stats, self._last = info, tasks, new_stats, row
@@ -456,7 +445,7 @@ class LeRobotDatasetWriter:
         last = episodes[-1] if episodes else None
         dirty = self._recover_episode_rows(episodes, last)
         self._recover_data(last)
-        for key in video_keys(self.features):
+        for key in self.video_keys:
             self._recover_video(key, last)
         tasks_on_disk = _num_rows(self.root / TASKS_PATH)
         if tasks_on_disk != len(self.tasks):
