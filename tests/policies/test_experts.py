@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from PIL import Image
 
-from vlm2vla.backbones import ChatExample, VLMBackbone, build_tiny_vlm
+from vlm2vla.backbones import VLMBackbone, build_tiny_vlm
 from vlm2vla.policies.action_head import BackboneDims, Prefix, build_head
 from vlm2vla.policies.configuration import Gr00tOptions, Pi0Options, VLAConfig
 from vlm2vla.policies.flow_matching import euler_integrate, noisy_actions, sample_time, time_embedding
 from vlm2vla.policies.gr00t_expert import Gr00tExpert
 from vlm2vla.policies.pi0_expert import Pi0Expert, vlm_layer_map
+from vlm2vla.policies.policy import VLAPolicy
 
 CORPUS = [f"pick up the {c} {o} and place it {w}" for c in ("red", "blue", "green")
           for o in ("cube", "ball", "block") for w in ("left", "right", "in the bin")] * 10
@@ -35,15 +35,11 @@ def _head(backbone, head: str, seed: int = 0, **options):
     return build_head(_config(head, **options), BackboneDims.of(backbone)).eval()
 
 
-def _prefix(backbone, tasks: list[str], colors: list[str], seed: int = 0) -> Prefix:
-    examples = [ChatExample(images=[Image.new("RGB", (128, 128), c)], messages=[{"role": "user", "content": task}])
-                for task, c in zip(tasks, colors, strict=True)]
-    batch = backbone.collate(examples, add_generation_prompt=True)
-    image = batch["input_ids"] == backbone.processor.image_token_id
-    # a hand-made language mask: every real, non-image token (instruction and template alike)
-    language = batch["attention_mask"].bool() & ~image
-    state = torch.randn(len(tasks), 3, generator=torch.Generator().manual_seed(seed))
-    return Prefix(batch=batch, language_mask=language, state=state)
+def _prefix(backbone, tasks: list[str], seed: int = 0) -> Prefix:
+    """The head's input for fake items of the config's shapes, built the way training builds it."""
+    cfg = _config("pi0")
+    policy = VLAPolicy.build(cfg, backbone, cfg.fake_stats())
+    return policy.prefix(policy.collator()(cfg.fake_items(len(tasks), tasks=tasks, image_size=128, seed=seed)))
 
 
 def _noise(batch_size: int, seed: int = 1) -> torch.Tensor:
@@ -77,7 +73,7 @@ def test_layer_map_and_sizes(backbone):
 @pytest.mark.parametrize("head", HEADS)
 def test_shapes_and_loss(backbone, head):
     expert = _head(backbone, head)
-    prefix = _prefix(backbone, ["pick up the red cube", "place it left"], ["red", "blue"])
+    prefix = _prefix(backbone, ["pick up the red cube", "place it left"])
     assert expert.predict(backbone, prefix).shape == (2, 4, 4)
     assert expert.predict(backbone, prefix, num_steps=2).shape == (2, 4, 4)
     loss, metrics = expert.loss(backbone, prefix, torch.randn(2, 4, 4), torch.zeros(2, 4, dtype=torch.bool))
@@ -88,7 +84,7 @@ def test_shapes_and_loss(backbone, head):
 def test_cached_prefix_matches_recomputed_prefix(backbone, head):
     expert = _head(backbone, head)
     _open_gates(expert)
-    prefix = _prefix(backbone, ["pick up the red cube", "place the blue ball in the bin"], ["red", "green"])
+    prefix = _prefix(backbone, ["pick up the red cube", "place the blue ball in the bin"])
     noise = _noise(2)
     cached = expert.predict(backbone, prefix, noise=noise, num_steps=4)
     fresh = expert.predict(backbone, prefix, noise=noise, num_steps=4, cache_prefix=False)
@@ -100,9 +96,8 @@ def test_cached_prefix_matches_recomputed_prefix(backbone, head):
 def test_padding_does_not_change_a_rows_actions(backbone, head):
     expert = _head(backbone, head)
     _open_gates(expert)
-    alone = _prefix(backbone, ["pick up the red cube"], ["red"])
-    both = _prefix(backbone, ["pick up the red cube", "place the green block in the bin on the right now"],
-                   ["red", "blue"])
+    alone = _prefix(backbone, ["pick up the red cube"])
+    both = _prefix(backbone, ["pick up the red cube", "place the green block in the bin on the right now"])
     both.state[0] = alone.state[0]
     assert both.batch["attention_mask"][0].sum() < both.batch["attention_mask"].shape[1]  # row 0 is padded
     noise = _noise(2)
@@ -114,7 +109,7 @@ def test_padding_does_not_change_a_rows_actions(backbone, head):
 @pytest.mark.parametrize("head", HEADS)
 def test_masked_language_is_invisible(backbone, head):
     """Perturbing the prefix at language positions changes nothing with mask_language, something without."""
-    prefix = _prefix(backbone, ["pick up the red cube", "place it left"], ["red", "blue"])
+    prefix = _prefix(backbone, ["pick up the red cube", "place it left"])
     noise = _noise(2)
     changed = {}
     for mask_language in (True, False):
@@ -142,7 +137,7 @@ def test_masked_language_is_invisible(backbone, head):
 @pytest.mark.parametrize("head", HEADS)
 def test_loss_falls_on_a_fixed_batch(backbone, head):
     expert = _head(backbone, head).train()
-    prefix = _prefix(backbone, ["pick up the red cube", "place it left"], ["red", "blue"])
+    prefix = _prefix(backbone, ["pick up the red cube", "place it left"])
     actions = torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(3))
     is_pad = torch.tensor([[False] * 4, [False, False, True, True]])
     frozen = [p.requires_grad_(False) for p in backbone.parameters()]
@@ -171,7 +166,7 @@ def test_loss_falls_on_a_fixed_batch(backbone, head):
 def test_gradients_reach_the_backbone(backbone, head):
     expert = _head(backbone, head).train()
     _open_gates(expert)
-    prefix = _prefix(backbone, ["pick up the red cube"], ["red"])
+    prefix = _prefix(backbone, ["pick up the red cube"])
     backbone.zero_grad()
     loss, _ = expert.loss(backbone, prefix, torch.randn(1, 4, 4), torch.zeros(1, 4, dtype=torch.bool))
     loss.backward()
@@ -183,7 +178,7 @@ def test_gradients_reach_the_backbone(backbone, head):
 def test_padded_steps_carry_no_loss(backbone):
     expert = _head(backbone, "pi0")
     expert.velocity = lambda context, prefix, x_t, t: torch.zeros_like(x_t)  # loss = mean |noise - actions|^2
-    prefix = _prefix(backbone, ["pick up the red cube"], ["red"])
+    prefix = _prefix(backbone, ["pick up the red cube"])
     actions = torch.randn(1, 4, 4)
     is_pad = torch.tensor([[False, False, True, True]])
     torch.manual_seed(5)
@@ -208,7 +203,7 @@ def test_expert_rope_matches_the_vlms_cached_keys(backbone):
     """Rotating layer 0's keys with the expert's RoPE at positions 0..L-1 reproduces the VLM's cached keys."""
     from vlm2vla.policies.pi0_expert import _apply_rotary, rotary_tables
 
-    prefix = _prefix(backbone, ["pick up the red cube", "place the blue ball in the bin"], ["red", "green"])
+    prefix = _prefix(backbone, ["pick up the red cube", "place the blue ball in the bin"])
     batch = {k: v for k, v in prefix.batch.items() if k != "labels"}
     with torch.no_grad():
         out = backbone(batch, use_cache=True, output_hidden_states=True)
@@ -239,7 +234,7 @@ def test_training_time_follows_beta_1_5_1():
 
 def test_pi0_state_token_does_not_see_the_actions(backbone):
     expert = _head(backbone, "pi0")
-    prefix = _prefix(backbone, ["pick up the red cube"], ["red"])
+    prefix = _prefix(backbone, ["pick up the red cube"])
     context = expert.encode_prefix(backbone, prefix)
     t = torch.tensor([0.5])
 
@@ -262,7 +257,7 @@ def test_pi0_state_token_does_not_see_the_actions(backbone):
 @pytest.mark.parametrize("head", HEADS)
 def test_the_vlm_prefix_runs_once_per_observation(backbone, head, monkeypatch):
     expert = _head(backbone, head)
-    prefix = _prefix(backbone, ["pick up the red cube"], ["red"])
+    prefix = _prefix(backbone, ["pick up the red cube"])
     calls = []
     original = expert.encode_prefix
     monkeypatch.setattr(expert, "encode_prefix", lambda *a, **k: calls.append(1) or original(*a, **k))

@@ -121,3 +121,22 @@ def test_no_state_policy(tiny_backbone, vla_config, fake_stats, eval_batch):
     del batch["observation.state"]
     out = policy.predict_action_chunk(batch)
     assert out.shape == (2, 4, 4) and np.isfinite(out.numpy()).all()
+
+
+@pytest.mark.parametrize("head", ["vlm4vla", "pi0", "gr00t"])
+def test_the_config_makes_fake_data_of_its_own_shapes(tiny_backbone, head):
+    from vlm2vla.policies.configuration import VLAConfig
+    from vlm2vla.policies.policy import VLAPolicy
+
+    cfg = VLAConfig(head=head, cameras=("corner2", "wrist"), state_dim=3, action_dim=5, gripper_dims=(4,),
+                    chunk_size=6, n_action_steps=2)
+    items = cfg.fake_items(3, tasks=("open the drawer", "press the button"), seed=1)
+    assert items[0]["action"].shape == (6, 5) and items[0]["observation.state"].shape == (3,)
+    assert {"observation.images.corner2", "observation.images.wrist"} <= set(items[0])
+    assert set(items[0]["action"][:, 4].tolist()) <= {-1.0, 1.0} and items[1]["action_is_pad"][-1]
+    assert [it["task"] for it in items] == ["open the drawer", "press the button", "open the drawer"]
+    policy = VLAPolicy.build(cfg, tiny_backbone, cfg.fake_stats())
+    loss, _ = policy(policy.collator()(items))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    actions = policy.predict_action_chunk(cfg.fake_observation(2, seed=1))
+    assert actions.shape == (2, 6, 5)

@@ -14,7 +14,9 @@ The config is saved next to the weights (policy_config.json) so a checkpoint reb
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from vlm2vla.config import check_choices, choice
 from vlm2vla.registry import Registry
@@ -167,3 +169,57 @@ class VLAConfig:
     def arm_dims(self) -> tuple[int, ...]:
         """Action indices that are not gripper commands."""
         return tuple(d for d in range(self.action_dim) if d not in self.gripper_dims)
+
+    # Fake data of this config's shapes (as openpi's model configs make fake observations): tests,
+    # benchmarks and shape checks build a policy's inputs from the config instead of by hand.
+    def fake_items(self, n: int, *, tasks: Sequence[str] = ("push the button",), image_size: int = 32,
+                   seed: int = 0) -> list[dict[str, Any]]:
+        """`n` training items as RobotEpisodeDataset yields them, in the units `fake_stats` describes.
+
+        Each holds a float [3, H, W] image in [0, 1] per camera, the state (when state_dim > 0), an
+        action chunk in [-1, 1] (gripper dims at -1 or 1) with its padding mask (the last action of every
+        second item is padding), and the instruction (`tasks` in turn).
+        """
+        import torch
+
+        gen = torch.Generator().manual_seed(seed)
+        items = []
+        for i in range(n):
+            item: dict[str, Any] = {key: torch.rand(3, image_size, image_size, generator=gen)
+                                    for key in self.image_keys}
+            if self.state_dim:
+                item["observation.state"] = torch.randn(self.state_dim, generator=gen)
+            action = torch.rand(self.chunk_size, self.action_dim, generator=gen) * 2 - 1
+            for d in self.gripper_dims:
+                action[:, d] = torch.where(action[:, d] > 0, 1.0, -1.0)
+            item.update({"action": action, "action_is_pad": torch.arange(self.chunk_size) >= self.chunk_size - (i % 2),
+                         "task": tasks[i % len(tasks)]})
+            items.append(item)
+        return items
+
+    def fake_observation(self, batch_size: int, *, tasks: Sequence[str] = ("push the button",), image_size: int = 48,
+                         seed: int = 0) -> dict[str, Any]:
+        """An evaluation observation batch: uint8 [B, H, W, 3] images per camera, float32 state, instructions."""
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        batch: dict[str, Any] = {key: rng.integers(0, 256, (batch_size, image_size, image_size, 3), dtype=np.uint8)
+                                 for key in self.image_keys}
+        if self.state_dim:
+            batch["observation.state"] = rng.standard_normal((batch_size, self.state_dim)).astype(np.float32)
+        batch["task"] = [tasks[i % len(tasks)] for i in range(batch_size)]
+        return batch
+
+    def fake_stats(self) -> dict[str, dict[str, Any]]:
+        """reader.stats-like statistics of the fake data: state ~ N(0, 1), actions in [-1, 1]."""
+        import numpy as np
+
+        def stats(dim: int, low: float, high: float, std: float) -> dict[str, Any]:
+            lo, hi = np.full(dim, low), np.full(dim, high)
+            return {"min": lo, "max": hi, "mean": np.zeros(dim), "std": np.full(dim, std), "q01": lo * 0.98,
+                    "q99": hi * 0.98, "count": np.array([1000])}
+
+        out = {"action": stats(self.action_dim, -1.0, 1.0, 0.58)}
+        if self.state_dim:
+            out["observation.state"] = stats(self.state_dim, -3.0, 3.0, 1.0)
+        return out
