@@ -197,16 +197,12 @@ def _episode_lengths(root: str) -> list[int]:
 
 
 def _load_backbone(cfg: EmbedConfig, device: torch.device):
-    from vlm2vla.backbones import VLMBackbone, VLMLoadError
+    from vlm2vla.backbones import load_backbone
 
     dtype = cfg.dtype
     if dtype == "auto":
         dtype = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
-    try:
-        backbone = VLMBackbone.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code,
-                                               dtype=getattr(torch, dtype))
-    except (VLMLoadError, OSError) as err:
-        raise ValueError(f"Cannot load model {cfg.model!r}: {err}") from err
+    backbone = load_backbone(cfg.model, trust_remote_code=cfg.trust_remote_code, dtype=dtype)
     backbone.requires_grad_(False)
     return backbone.to(device).eval()
 
