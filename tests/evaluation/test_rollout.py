@@ -72,7 +72,7 @@ def test_policy_with_wrong_output_shape_is_reported():
 
 
 def test_unknown_policy_type_suggests_close_names():
-    with pytest.raises(ValueError, match="did you mean .random.\?"):
+    with pytest.raises(ValueError, match=r"did you mean .random.\?"):
         make_policy(PolicyConfig(type="randm"))
 
 

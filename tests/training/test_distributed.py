@@ -18,6 +18,7 @@ import torch
 from training_helpers import load_weights
 
 from vlm2vla.training.metrics import read_metrics
+from vlm2vla.training.next_token_config import MOVED_FIELDS
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,8 @@ def _args(run_dir: Path, model: Path, data: Path, **overrides) -> list[str]:
     values = {"run_dir": run_dir, "model": model, "data": data, "optim.max_steps": 8, "optim.lr": 3e-3,
               "num_workers": 0, "log_interval": 1, "checkpoint.interval": 2, "progress": "false",
               "eval.max_samples_per_source": 4, "eval.max_new_tokens": 4, **overrides}
-    return ["pretrain", *(f"{k}={v}" for k, v in values.items())]
+    # Keyword names stay short (batch_size=...); the optimisation and checkpoint ones live in optim.* / checkpoint.*
+    return ["pretrain", *(f"{MOVED_FIELDS.get(k, k)}={v}" for k, v in values.items())]
 
 
 def _env() -> dict[str, str]:
