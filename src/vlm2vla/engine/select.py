@@ -121,7 +121,7 @@ def score_pool(cfg: SelectConfig, store, run_dir: Path) -> tuple[np.ndarray, np.
     sources = np.asarray(index["source"].to_pylist(), dtype=str)[pool_rows]
     if len(ids) == 0:
         raise ValueError(f"{cfg.features}: no pool features; run `vlm2vla embed` on a non-empty pool")
-    inputs = ScoringInputs(cfg, store, ids, sources, run_dir, pool_rows)
+    inputs = ScoringInputs(cfg, store, ids, sources, run_dir, index, pool_rows)
     scores, info = STRATEGIES.load(cfg.strategy)(inputs)
     return ids, sources, scores, info
 

@@ -35,7 +35,8 @@ class ScoringInputs:
     ids: np.ndarray  # pool sample ids, in the store's index order
     sources: np.ndarray
     run_dir: Path  # where a strategy may save what it fitted (the proximity estimator)
-    pool_rows: np.ndarray  # bool mask of the store index's rows that are pool samples
+    index: pa.Table  # the store's index, as read once by the caller
+    pool_rows: np.ndarray  # bool mask of the index's rows that are pool samples
 
     @cached_property
     def robot_features(self) -> np.ndarray:
@@ -56,7 +57,7 @@ class ScoringInputs:
 
     def base_losses(self) -> np.ndarray:
         """Answer loss per pool sample under the embedded (base) model."""
-        return self.store.index()["loss"].to_numpy(zero_copy_only=False)[self.pool_rows].astype(np.float64)
+        return self.index["loss"].to_numpy(zero_copy_only=False)[self.pool_rows].astype(np.float64)
 
     def vla_losses(self) -> np.ndarray:
         """Answer loss per pool sample under the VLA-adapted model (NaN where its store lacks the id)."""
