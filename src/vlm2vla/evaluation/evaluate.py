@@ -33,9 +33,8 @@ from vlm2vla.evaluation.policy_interface import PolicyConfig, describe_policy, m
 from vlm2vla.evaluation.rollout import MP_CONTEXTS, EpisodeJob, EpisodeResult, run_episodes
 from vlm2vla.fileio import atomic_write_json, atomic_write_text, read_jsonl_log
 from vlm2vla.runs import Run
-from vlm2vla.sim import ALL_TASKS, SimConfig, resolve_tasks, sample_instruction
-from vlm2vla.sim.catalog import task_group
-from vlm2vla.sim.instructions import SPLITS
+from vlm2vla.sim import SimConfig
+from vlm2vla.sim.suites import get_suite
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +45,14 @@ class EvalConfig:
 
     # where config, manifest, results and videos go; re-running with the same run_dir resumes
     run_dir: str = "runs/eval"
-    # tasks: names ("reach-v3" or "reach"), groups (easy, medium, hard, very_hard, mt10, all)
-    tasks: tuple[str, ...] = ("easy",)
+    # tasks and groups of the simulator (Meta-World: "reach-v3" or "reach", easy, medium, hard, very_hard,
+    # mt10, all; grounded: grounded-reach, ..., grounded, colour); empty = its default (easy; grounded)
+    tasks: tuple[str, ...] = ()
     # episodes per task and instruction split (LeRobot's Meta-World protocol uses 10)
     episodes_per_task: int = 10
-    # instruction splits to evaluate: canonical, seen (paraphrases seen in training), unseen (held out)
-    splits: tuple[str, ...] = choice(*SPLITS, default=("canonical",))
+    # instruction splits to evaluate (Meta-World: canonical, seen, unseen; grounded: canonical, seen,
+    # unseen_paraphrase, unseen_composition, position); `vlm2vla tasks` describes them
+    splits: tuple[str, ...] = ("canonical",)
     # base seed of the episodes' initial states and of the policy's randomness
     seed: int = 0
     # the policy under test
@@ -82,24 +83,29 @@ class EvalConfig:
         if self.n_action_steps < 0:
             raise ValueError(f"n_action_steps must be >= 1, or 0 for the policy's own, got {self.n_action_steps}")
         check_choices(self)
+        suite = get_suite(self.sim.name)
         if not self.splits:
-            raise ValueError(f"splits must be a non-empty subset of {SPLITS}, got {list(self.splits)}")
-        resolve_tasks(list(self.tasks))  # raises with the closest names on a typo
+            raise ValueError(f"splits must be a non-empty subset of {suite.splits}, got {list(self.splits)}")
+        suite.check_splits(self.splits, "splits")
+        suite.resolve_or_default(self.tasks)  # raises with the closest names on a typo
 
 
 def episode_jobs(cfg: EvalConfig, done: set[tuple[str, str, int]] = frozenset()) -> Iterator[EpisodeJob]:
     """Every episode the evaluation runs, minus those already in `done` ((task, split, episode) keys)."""
+    suite = get_suite(cfg.sim.name)
     for split in cfg.splits:
-        for task in resolve_tasks(list(cfg.tasks)):
-            task_id = ALL_TASKS.index(task) if task in ALL_TASKS else 0
+        for task in suite.resolve_or_default(cfg.tasks):
+            task_id = suite.task_id(task)
             for k in range(cfg.episodes_per_task):
                 if (task, split, k) in done:
                     continue
                 seed = cfg.seed + 1000 * task_id + k
                 # Instruction choice has its own stream so it never shifts the initial states.
-                rng = _rng(cfg.seed, task_id, k, split)
-                yield EpisodeJob(task=task, seed=seed, instruction=sample_instruction(task, split, rng),
-                                 episode=k, split=split, record=k < cfg.video_episodes)
+                spec = suite.episode(task, split, _rng(cfg.seed, task_id, k, split))
+                if spec is None:  # the task has no episodes in this split
+                    break
+                yield EpisodeJob(task=task, seed=seed, instruction=spec.instruction, episode=k, split=split,
+                                 record=k < cfg.video_episodes, options=spec.options, metadata=spec.metadata)
 
 
 def evaluate(cfg: EvalConfig, run: Run) -> dict:
@@ -111,6 +117,7 @@ def evaluate(cfg: EvalConfig, run: Run) -> dict:
     total = len(jobs) + len(records)
     if records:
         log.info("Resuming: %d of %d episodes already evaluated", len(records), total)
+    suite = get_suite(cfg.sim.name)
     policy_cfg = resolve_policy_config(cfg.policy)  # "auto" -> a type; a path is never silently ignored
     measured = describe_policy(policy_cfg)
     log.info("Evaluating policy %s%s", measured["type"], f" from {measured['path']}" if measured["path"] else "")
@@ -123,7 +130,7 @@ def evaluate(cfg: EvalConfig, run: Run) -> dict:
         for result in run_episodes(jobs, policy, cfg.sim, num_envs=cfg.num_envs,
                                    n_action_steps=n_action_steps, asynchronous=cfg.asynchronous,
                                    context=cfg.mp_context):
-            record = _to_record(result)
+            record = _to_record(result, suite.task_group(result.job.task))
             records.append(record)
             out.write(json.dumps(asdict(record)) + "\n")
             out.flush()
@@ -138,6 +145,7 @@ def evaluate(cfg: EvalConfig, run: Run) -> dict:
     log.info("\n%s", format_table(tables["per_group"], "group"))
     log.info("\n%s", format_table(tables["per_split"], "split"))
     run.finish(metrics={"success_rate": tables["overall"]["success_rate"], "episodes": len(records),
+                        "wrong_target_rate": tables["overall"]["wrong_target_rate"],
                         **{f"success_rate/{g}": s["success_rate"] for g, s in tables["per_group"].items()}},
                outputs={"results": run.dir / "results.json", "episodes": run.dir / "episodes.csv"})
     return tables
@@ -153,21 +161,23 @@ def write_results(out_dir: Path, records: list[EpisodeRecord], policy: dict) -> 
     """
     records = sorted(records, key=lambda r: (r.split, r.task, r.episode))
     tables = {"policy": policy, **success_tables(records)}
+    groups = {r.task: r.group for r in records}
     atomic_write_json(out_dir / "results.json", tables)
     _write_csv(out_dir / "episodes.csv", [asdict(r) for r in records])
     _write_csv(out_dir / "per_task.csv", [
-        {"task": key.split("/")[0], "split": key.split("/")[1], "group": task_group(key.split("/")[0]), **row,
+        {"task": key.split("/")[0], "split": key.split("/")[1], "group": groups[key.split("/")[0]], **row,
          "policy_type": policy["type"], "policy_path": policy["path"] or ""}
         for key, row in tables["per_task_split"].items()
     ])
     return tables
 
 
-def _to_record(result: EpisodeResult) -> EpisodeRecord:
+def _to_record(result: EpisodeResult, group: str) -> EpisodeRecord:
     job = result.job
-    return EpisodeRecord(task=job.task, group=task_group(job.task), split=job.split, episode=job.episode,
+    return EpisodeRecord(task=job.task, group=group, split=job.split, episode=job.episode,
                          seed=job.seed, instruction=job.instruction, success=result.success,
-                         length=result.length, reward=round(result.reward, 4))
+                         length=result.length, reward=round(result.reward, 4),
+                         target=job.metadata.get("target", ""), wrong_target=result.wrong_target)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

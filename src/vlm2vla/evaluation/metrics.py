@@ -27,11 +27,15 @@ class EpisodeRecord:
     success: bool
     length: int
     reward: float
+    # the named candidate (suites with several per scene; "" for Meta-World)
+    target: str = ""
+    # a distractor reached its goal instead of the named target
+    wrong_target: bool = False
 
 
 @dataclass(frozen=True)
 class SuccessSummary:
-    """Success rate of a set of episodes with its 95% Wilson interval and mean episode length."""
+    """Success and wrong-target rates of a set of episodes with 95% Wilson intervals, and mean length."""
 
     n: int
     successes: int
@@ -39,6 +43,10 @@ class SuccessSummary:
     ci_low: float
     ci_high: float
     mean_length: float
+    wrong_targets: int = 0
+    wrong_target_rate: float = 0.0
+    wrong_ci_low: float = 0.0
+    wrong_ci_high: float = 0.0
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -56,11 +64,15 @@ def summarize(episodes: Sequence[EpisodeRecord]) -> SuccessSummary:
     """Success rate, interval and mean length of `episodes`."""
     n = len(episodes)
     k = sum(e.success for e in episodes)
+    w = sum(e.wrong_target for e in episodes)
     low, high = wilson_interval(k, n)
+    wrong_low, wrong_high = wilson_interval(w, n)
     mean_len = sum(e.length for e in episodes) / n if n else float("nan")
     # Rounded: the interval's float noise (5e-17 for 0%) would otherwise clutter every CSV.
     return SuccessSummary(n=n, successes=k, success_rate=round(k / n, 6) if n else float("nan"),
-                          ci_low=round(low, 6), ci_high=round(high, 6), mean_length=round(mean_len, 3))
+                          ci_low=round(low, 6), ci_high=round(high, 6), mean_length=round(mean_len, 3),
+                          wrong_targets=w, wrong_target_rate=round(w / n, 6) if n else float("nan"),
+                          wrong_ci_low=round(wrong_low, 6), wrong_ci_high=round(wrong_high, 6))
 
 
 def group_by(episodes: Iterable[EpisodeRecord], key: Callable[[EpisodeRecord], str]) -> dict[str, SuccessSummary]:
@@ -87,8 +99,13 @@ def success_tables(episodes: Sequence[EpisodeRecord]) -> dict[str, dict]:
 def format_table(rows: dict[str, dict], title: str) -> str:
     """A fixed-width text table of summaries (for logs and the terminal)."""
     width = max([len(title), *(len(k) for k in rows)])
-    lines = [f"{title:<{width}}  {'n':>4}  {'success':>7}  {'95% CI':>13}  {'mean len':>8}"]
+    wrong = any(s.get("wrong_targets") for s in rows.values())
+    lines = [f"{title:<{width}}  {'n':>4}  {'success':>7}  {'95% CI':>13}  {'mean len':>8}"
+             + (f"  {'wrong target':>12}  {'95% CI':>13}" if wrong else "")]
     for name, s in rows.items():
-        lines.append(f"{name:<{width}}  {s['n']:>4}  {s['success_rate']:>7.1%}  "
-                     f"[{s['ci_low']:>4.0%}, {s['ci_high']:>4.0%}]  {s['mean_length']:>8.1f}")
+        line = (f"{name:<{width}}  {s['n']:>4}  {s['success_rate']:>7.1%}  "
+                f"[{s['ci_low']:>4.0%}, {s['ci_high']:>4.0%}]  {s['mean_length']:>8.1f}")
+        if wrong:
+            line += f"  {s['wrong_target_rate']:>12.1%}  [{s['wrong_ci_low']:>4.0%}, {s['wrong_ci_high']:>4.0%}]"
+        lines.append(line)
     return "\n".join(lines)

@@ -11,6 +11,7 @@ Observation batches use LeRobot's keys:
     "observation.environment_state" float32 [B, D]  (privileged simulator state, when enabled)
     "task"                          list[str]  the instruction given to each environment
     "task_name"                     list[str]  the simulator task id, e.g. "reach-v3"
+    "episode_key"                   list[str]  unique per episode (for per-episode state)
 
 Policy types are entries of `POLICIES` (a new one: its builder's module plus one `register_policy`
 line); `make_policy` looks it up by the config's `type`, so the engine never special-cases a policy.

@@ -7,6 +7,7 @@ works; one that does not is broken.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import numpy as np
@@ -17,13 +18,24 @@ ACTION_DIM = 4
 
 
 class ScriptedExpertPolicy(Policy):
-    """Meta-World's scripted expert for each environment's task, optionally with Gaussian action noise."""
+    """Each environment's scripted expert, optionally with Gaussian action noise.
+
+    Args:
+        noise_std: std of the noise added to every action.
+        seed: base seed of the experts' noise and of random targets.
+        target: "named" aims at the instruction's target; "random" aims every episode at a candidate
+            drawn uniformly (the language-blind floor of a suite with several candidates per scene).
+    """
 
     chunk_size = 1
+    TARGETS = ("named", "random")
 
-    def __init__(self, noise_std: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, noise_std: float = 0.0, seed: int = 0, target: str = "named") -> None:
+        if target not in self.TARGETS:
+            raise ValueError(f"policy.kwargs.target: {target!r} is not one of {self.TARGETS}")
         self.noise_std = noise_std
         self.seed = seed
+        self.target = target
         self._experts: dict[str, Any] = {}
 
     def predict_chunk(self, batch: dict[str, Any]) -> np.ndarray:
@@ -32,18 +44,28 @@ class ScriptedExpertPolicy(Policy):
                 "The scripted expert needs privileged state ('observation.environment_state'); "
                 "set sim.privileged_state=true."
             )
-        states = batch["observation.environment_state"]
-        tasks = batch["task_name"]
-        actions = np.stack([self._expert(task)(state) for task, state in zip(tasks, states, strict=True)])
-        return actions.astype(np.float32)[:, None, :]
+        states, tasks = batch["observation.environment_state"], batch["task_name"]
+        keys = batch.get("episode_key", [""] * len(tasks))
+        actions = [self._expert(task)(state, target=self._target(key))
+                   for task, state, key in zip(tasks, states, keys, strict=True)]
+        return np.stack(actions).astype(np.float32)[:, None, :]
+
+    def _target(self, episode_key: str) -> int | None:
+        if self.target == "named":
+            return None
+        from vlm2vla.sim.grounded.scene import NUM_TARGETS
+
+        # Drawn from the episode's key, so an episode keeps its target at every step, whichever worker runs it.
+        rng = np.random.default_rng([self.seed, zlib.crc32(episode_key.encode())])
+        return int(rng.integers(NUM_TARGETS))
 
     def _expert(self, task: str) -> Any:
         if task not in self._experts:
-            from vlm2vla.sim import ALL_TASKS, ScriptedExpert
+            from vlm2vla.sim.suites import suite_for_task
 
+            suite = suite_for_task(task)
             # One noise stream per task, so a task's noise does not depend on which tasks run beside it.
-            seed = self.seed * 1000 + (ALL_TASKS.index(task) if task in ALL_TASKS else 999)
-            self._experts[task] = ScriptedExpert(task, noise_std=self.noise_std, seed=seed)
+            self._experts[task] = suite.expert(task, self.noise_std, self.seed * 1000 + suite.task_id(task))
         return self._experts[task]
 
 
@@ -61,7 +83,7 @@ class RandomPolicy(Policy):
 
 def build_expert(cfg: PolicyConfig, seed: int) -> Policy:
     """policy.type=expert: the scripted expert, with `cfg.noise_std` Gaussian action noise."""
-    return ScriptedExpertPolicy(noise_std=cfg.noise_std, seed=seed)
+    return ScriptedExpertPolicy(noise_std=cfg.noise_std, seed=seed, **cfg.kwargs)
 
 
 def build_random(cfg: PolicyConfig, seed: int) -> Policy:

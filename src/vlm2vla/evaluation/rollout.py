@@ -46,6 +46,15 @@ class EpisodeJob:
     episode: int = 0
     split: str = "canonical"
     record: bool = False
+    # env.reset(options=...) of this episode (the grounded suite: which candidate is named, layout)
+    options: dict[str, Any] = field(default_factory=dict)
+    # what the episode records besides the instruction (dataset columns, eval rows)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Unique within a run: policies that keep per-episode state index it by this."""
+        return f"{self.task}/{self.split}/{self.episode}/{self.seed}"
 
 
 @dataclass
@@ -57,6 +66,8 @@ class EpisodeResult:
     length: int
     reward: float
     frames: dict[str, np.ndarray] | None = None
+    # a distractor reached its goal instead of the named target (suites with several candidates)
+    wrong_target: bool = False
 
 
 class JobEnv(gym.Env):
@@ -70,6 +81,7 @@ class JobEnv(gym.Env):
         self.sim_cfg = sim_cfg
         self.cache_size = cache_size
         self.next_task = first_task
+        self.next_options: dict[str, Any] = {}
         self._envs: dict[str, gym.Env] = {}
         env = self._env_for(first_task)
         self.observation_space = env.observation_space
@@ -88,16 +100,17 @@ class JobEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         self._active = self._env_for(self.next_task)
-        obs, info = self._active.reset(seed=seed)
+        obs, info = self._active.reset(seed=seed, options=dict(self.next_options) or None)
         self._done, self._last_obs = False, obs
-        return obs, {**info, "is_success": False}
+        return obs, {**info, "is_success": False, "wrong_target": False}
 
     def step(self, action):
         if self._done:
-            return self._last_obs, 0.0, False, False, {"is_success": False}
+            return self._last_obs, 0.0, False, False, {"is_success": False, "wrong_target": False}
         obs, reward, terminated, truncated, info = self._active.step(action)
         self._done, self._last_obs = bool(terminated or truncated), obs
-        return obs, reward, terminated, truncated, {"is_success": bool(info.get("is_success", False))}
+        return obs, reward, terminated, truncated, {"is_success": bool(info.get("is_success", False)),
+                                                    "wrong_target": bool(info.get("wrong_target", False))}
 
     def close(self) -> None:
         for env in self._envs.values():
@@ -124,6 +137,7 @@ class _Slot:
     length: int = 0
     reward: float = 0.0
     success: bool = False
+    wrong_target: bool = False
     frames: dict[str, list] = field(default_factory=dict)
 
 
@@ -167,12 +181,14 @@ def run_episodes(jobs: Iterable[EpisodeJob], policy: Policy, sim_cfg: SimConfig,
                         _record(slot, obs, i, actions[i])
             obs, reward, terminated, truncated, info = envs.step(actions)
             success = np.asarray(info.get("is_success", np.zeros(num_envs, bool)), dtype=bool)
+            wrong = np.asarray(info.get("wrong_target", np.zeros(num_envs, bool)), dtype=bool)
             for i, slot in enumerate(slots):
                 if slot is None:
                     continue
                 slot.length += 1
                 slot.reward += float(reward[i])
                 slot.success |= bool(success[i])
+                slot.wrong_target |= bool(wrong[i])
                 if terminated[i] or truncated[i]:
                     slots[i] = None
                     yield _result(slot)
@@ -198,6 +214,8 @@ def _assign_jobs(envs: gym.vector.VectorEnv, slots: list, tasks: list[str], jobs
     if not started.any():
         return obs
     envs.set_attr("next_task", list(tasks))
+    # Every environment is written; idle ones are not reset, so their options do not matter.
+    envs.set_attr("next_options", [slot.job.options if slot is not None else {} for slot in slots])
     seeds = [slot.job.seed if started[i] else None for i, slot in enumerate(slots)]
     new_obs, _ = envs.reset(seed=seeds, options={"reset_mask": started})
     return new_obs
@@ -211,6 +229,7 @@ def _plan(policy: Policy, obs: dict, slots: list, n_action_steps: int) -> None:
     batch: dict[str, Any] = {key: value[need] for key, value in obs.items()}
     batch["task"] = [slots[i].job.instruction for i in need]
     batch["task_name"] = [slots[i].job.task for i in need]
+    batch["episode_key"] = [slots[i].job.key for i in need]
     chunks = np.asarray(policy.predict_chunk(batch))
     if chunks.ndim != 3 or chunks.shape[0] != len(need):
         raise ValueError(f"Policy returned actions of shape {chunks.shape}; expected [{len(need)}, chunk, dim].")
@@ -228,4 +247,4 @@ def _record(slot: _Slot, obs: dict, i: int, action: np.ndarray) -> None:
 def _result(slot: _Slot) -> EpisodeResult:
     frames = {k: np.stack(v) for k, v in slot.frames.items()} if slot.job.record else None
     return EpisodeResult(job=slot.job, success=slot.success, length=slot.length, reward=slot.reward,
-                         frames=frames)
+                         frames=frames, wrong_target=slot.wrong_target and not slot.success)

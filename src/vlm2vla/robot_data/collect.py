@@ -32,7 +32,8 @@ from vlm2vla.evaluation.rollout import MP_CONTEXTS, EpisodeJob, EpisodeResult, r
 from vlm2vla.fileio import atomic_write_json, read_jsonl_log
 from vlm2vla.robot_data.writer import LeRobotDatasetWriter
 from vlm2vla.runs import Run
-from vlm2vla.sim import ALL_TASKS, SimConfig, resolve_tasks, sample_instruction
+from vlm2vla.sim import SimConfig
+from vlm2vla.sim.suites import get_suite
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +49,21 @@ class CollectConfig:
 
     # run directory; the dataset goes to <run_dir>/dataset; re-running the same command resumes
     run_dir: str = "runs/collect"
-    # tasks: names ("reach-v3" or "reach"), groups (easy, medium, hard, very_hard, mt10, all)
-    tasks: tuple[str, ...] = ("easy",)
+    # tasks and groups of the simulator (Meta-World: "reach-v3" or "reach", easy, medium, hard, very_hard,
+    # mt10, all; grounded: grounded-reach, ..., grounded, colour); empty = its default (easy; grounded)
+    tasks: tuple[str, ...] = ()
     # expert attempts per task; failed attempts are dropped unless keep_failed
     episodes_per_task: int = 10
     # base seed of the attempts' initial states (see module docstring)
     seed: int = 10_000_000
     # std of Gaussian noise added to the expert's actions, in action units ([-1, 1]); 0 = none
     action_noise: float = 0.0
-    # which instruction each episode is labelled with: canonical, or a random seen paraphrase (unseen
-    # paraphrases stay held out for evaluation)
-    instruction_split: str = choice("canonical", "seen")
+    # which split each episode is drawn from: canonical, or seen (a random seen paraphrase; grounded: and
+    # a seen (family, target) pair); held-out splits (unseen, unseen_paraphrase, unseen_composition,
+    # position) need allow_held_out, since demonstrations of them leak the evaluation splits into training
+    instruction_split: str = "canonical"
+    # permit a held-out instruction_split (e.g. to build an oracle upper bound on purpose)
+    allow_held_out: bool = False
     # keep episodes in which the expert failed
     keep_failed: bool = False
     # simulator settings
@@ -90,7 +95,14 @@ class CollectConfig:
             raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
         if not self.sim.privileged_state:
             raise ValueError("The scripted expert needs privileged state: keep sim.privileged_state=true.")
-        resolve_tasks(list(self.tasks))
+        suite = get_suite(self.sim.name)
+        suite.check_splits([self.instruction_split], "instruction_split")
+        if self.instruction_split not in suite.train_splits and not self.allow_held_out:
+            raise ValueError(
+                f"instruction_split={self.instruction_split!r} is held out for evaluation in {suite.name}: "
+                f"demonstrations of it would make that split seen. Training splits: {', '.join(suite.train_splits)}; "
+                "pass allow_held_out=true if you mean it.")
+        suite.resolve_or_default(self.tasks)
 
 
 @dataclass(frozen=True)
@@ -103,18 +115,24 @@ class Attempt:
     success: bool
     length: int
     episode_index: int | None
+    # a distractor reached its goal (suites with several candidates); the attempt counts as failed
+    wrong_target: bool = False
 
 
 def attempt_jobs(cfg: CollectConfig, skip: set[tuple[str, int]]) -> Iterator[EpisodeJob]:
     """The expert attempts still to run, task by task."""
-    for task in resolve_tasks(list(cfg.tasks)):
-        task_id = ALL_TASKS.index(task)
+    suite = get_suite(cfg.sim.name)
+    for task in suite.resolve_or_default(cfg.tasks):
+        task_id = suite.task_id(task)
         for k in range(cfg.episodes_per_task):
             if (task, k) in skip:
                 continue
-            rng = np.random.default_rng([cfg.seed, task_id, k])
+            spec = suite.episode(task, cfg.instruction_split, np.random.default_rng([cfg.seed, task_id, k]))
+            if spec is None:
+                break
             yield EpisodeJob(task=task, seed=cfg.seed + 100_000 * task_id + k, episode=k,
-                             instruction=sample_instruction(task, cfg.instruction_split, rng), record=True)
+                             instruction=spec.instruction, record=True, split=cfg.instruction_split,
+                             options=spec.options, metadata=spec.metadata)
 
 
 def collect(cfg: CollectConfig, run: Run) -> dict:
@@ -140,12 +158,14 @@ def collect(cfg: CollectConfig, run: Run) -> dict:
                     writer = _create_writer(cfg, dataset_root, result)
                 attempt = Attempt(task=result.job.task, attempt=result.job.episode, seed=result.job.seed,
                                   success=result.success, length=result.length,
-                                  episode_index=writer.num_episodes if keep else None)
+                                  episode_index=writer.num_episodes if keep else None,
+                                  wrong_target=result.wrong_target)
                 # Logged before the write: see the module docstring for how resume reconciles the two.
                 log_file.write(json.dumps(attempt.__dict__) + "\n")
                 log_file.flush()
                 if keep:
-                    writer.add_episode(_episode_frames(result, cfg), task=result.job.instruction)
+                    writer.add_episode(_episode_frames(result, cfg), task=result.job.instruction,
+                                       metadata=result.job.metadata)
                 attempts.append(attempt)
                 bar.update(1)
                 bar.set_postfix(kept=sum(a.episode_index is not None for a in attempts))
@@ -170,6 +190,7 @@ def collection_report(attempts: list[Attempt]) -> dict:
     return {
         "attempts": len(attempts),
         "expert_success_rate": sum(wins.values()) / max(1, len(attempts)),
+        "expert_wrong_targets": sum(a.wrong_target for a in attempts),
         "episodes": len(kept),
         "frames": sum(a.length for a in kept),
         "per_task": {t: {"attempts": n, "successes": wins[t], "success_rate": wins[t] / n} for t, n in tries.items()},

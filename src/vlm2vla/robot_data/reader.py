@@ -37,6 +37,7 @@ from vlm2vla.robot_data.format import (
     LEGACY_EPISODES_STATS_PATH,
     LEGACY_TASKS_PATH,
     LEGACY_VERSION,
+    METADATA_PREFIX,
     STATS_PATH,
     SUPPORTED_VERSIONS,
     TASKS_PATH,
@@ -233,6 +234,13 @@ class LeRobotDatasetReader(DatasetMetadata):
     def num_frames(self) -> int:
         """Committed frames."""
         return int(self.episodes[-1]["dataset_to_index"]) if self.episodes else 0
+
+    def episode_metadata(self, episode_index: int) -> dict[str, str]:
+        """The strings the writer stored with the episode (``metadata/<key>`` columns), keyed by <key>;
+        empty for datasets written without any. A key another episode has but this one lacks is absent."""
+        row = self.episodes[episode_index]
+        return {k.removeprefix(METADATA_PREFIX): v for k, v in row.items()
+                if k.startswith(METADATA_PREFIX) and v is not None}
 
     def data_path(self, episode_index: int) -> Path:
         """Parquet file holding the episode's frames."""

@@ -62,6 +62,7 @@ from vlm2vla.robot_data.files import (
     write_parquet_atomic,
 )
 from vlm2vla.robot_data.format import (
+    METADATA_PREFIX,
     CODEBASE_VERSION,
     DATA_PATH,
     DEFAULT_CHUNK_SIZE,
@@ -217,13 +218,16 @@ class LeRobotDatasetWriter(DatasetMetadata):
         return int(self.info["total_frames"])
 
     # ------------------------------------------------------------------ public API
-    def add_episode(self, frames: dict[str, np.ndarray], task: str) -> int:
+    def add_episode(self, frames: dict[str, np.ndarray], task: str, metadata: dict[str, str] | None = None) -> int:
         """Append one episode and commit it.
 
         Args:
             frames: {feature key: array with leading time dim T} for every user feature;
                 images [T, H, W, 3] uint8, vectors [T, D] (or [T] when D == 1).
             task: the instruction, in natural language.
+            metadata: strings describing the episode (e.g. the grounded suite's family, named
+                target and split), stored as ``metadata/<key>`` columns of meta/episodes; LeRobot
+                keeps extra episode columns as they are.
 
         Returns:
             The new episode's episode_index. When this returns, the episode is on disk and
@@ -243,6 +247,10 @@ class LeRobotDatasetWriter(DatasetMetadata):
         ep_stats = stats_lib.episode_stats(columns, self.features)
 
         row: dict[str, Any] = {"episode_index": episode_index, "tasks": [task], "length": length}
+        for key, value in (metadata or {}).items():
+            if not isinstance(value, str):
+                raise TypeError(f"episode metadata {key!r} must be a string, got {type(value).__name__}")
+            row[f"{METADATA_PREFIX}{key}"] = value
         row.update(self._write_data(columns, start, length))
         for key in self.video_keys:
             row.update(self._write_video(key, columns[key]))

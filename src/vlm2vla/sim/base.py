@@ -27,13 +27,14 @@ from vlm2vla.registry import Registry
 SIMULATORS = Registry("simulator")
 
 
-def register_simulator(name: str, builder: str) -> None:
-    """Register ``builder`` ("package.module:function") as the env factory for ``name``.
+def register_simulator(name: str, builder: str, suite: str) -> None:
+    """Register ``builder`` ("package.module:function") as the env factory for ``name``, and
+    ``suite`` ("package.module:attribute", a ``vlm2vla.sim.suites.TaskSuite``) as its tasks.
 
     Raises:
         ValueError: ``name`` is already registered to another builder, or ``builder`` has no ":".
     """
-    SIMULATORS.register(name, builder)
+    SIMULATORS.register(name, builder, suite=suite)
 
 
 def available_simulators() -> list[str]:
@@ -41,7 +42,8 @@ def available_simulators() -> list[str]:
     return sorted(SIMULATORS.names())
 
 
-register_simulator("metaworld", "vlm2vla.sim.metaworld_env:make_metaworld_env")
+register_simulator("metaworld", "vlm2vla.sim.metaworld_env:make_metaworld_env", "vlm2vla.sim.metaworld_suite:SUITE")
+register_simulator("grounded", "vlm2vla.sim.grounded.env:make_grounded_env", "vlm2vla.sim.grounded.suite:SUITE")
 
 
 @dataclass(frozen=True)
