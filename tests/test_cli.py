@@ -48,7 +48,8 @@ def test_stage_help_shows_comments_and_choices(capsys):
     assert "choices: vision, connector, language_model, word_embeddings, vlm" in out  # freeze
     assert "held-out episodes for validation" in out  # val_episodes
     assert main(["eval", "--help"]) == 0
-    assert "choices: canonical, seen, unseen" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Meta-World: canonical, seen, unseen" in out and "unseen_composition, position" in out
 
 
 def test_tasks_lists_simulators_groups_tasks_and_splits(capsys):

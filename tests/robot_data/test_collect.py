@@ -51,11 +51,11 @@ def test_interrupted_collection_resumes_without_loss_or_duplicates(tmp_path, mon
     real_add = collect_mod.LeRobotDatasetWriter.add_episode
     calls = {"n": 0}
 
-    def flaky_add(self, frames, task):
+    def flaky_add(self, frames, task, metadata=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real_add(self, frames, task)
+        return real_add(self, frames, task, metadata)
 
     monkeypatch.setattr(collect_mod.LeRobotDatasetWriter, "add_episode", flaky_add)
     resumed = tmp_path / "resumed"

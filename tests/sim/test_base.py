@@ -28,11 +28,12 @@ def test_config_validation_names_bad_value(kwargs, bad):
 
 
 def test_register_simulator_rejects_conflicts():
-    register_simulator("metaworld", "vlm2vla.sim.metaworld_env:make_metaworld_env")  # same: no-op
+    suite = "vlm2vla.sim.metaworld_suite:SUITE"
+    register_simulator("metaworld", "vlm2vla.sim.metaworld_env:make_metaworld_env", suite)  # same: no-op
     with pytest.raises(ValueError, match="already registered"):
-        register_simulator("metaworld", "other.module:make")
+        register_simulator("metaworld", "other.module:make", suite)
     with pytest.raises(ValueError, match="module:attribute"):
-        register_simulator("other", "no_colon")
+        register_simulator("other", "no_colon", suite)
 
 
 def test_env_fn_is_picklable():
