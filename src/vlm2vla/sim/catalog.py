@@ -3,6 +3,7 @@
     vlm2vla tasks              # every simulator, group and task, and the instruction splits
     vlm2vla tasks mt10         # the tasks of a group (or a list: reach,push,hard)
     vlm2vla tasks reach        # one task with every instruction of each split
+    vlm2vla tasks grounded     # the language-grounded suite: families, targets, templates, splits
 
 The names printed here are what `tasks=[...]` and `splits=[...]` accept in collect and eval.
 """
@@ -38,7 +39,10 @@ def format_catalog(spec: str | None = None) -> str:
         UnknownTaskError: a name in `spec` is neither a task nor a group (with the closest names).
     """
     if spec is None:
-        return "\n".join([*_simulators(), "", *_groups(), "", *_task_table(list(ALL_TASKS)), "", *_splits()])
+        return "\n".join([*_simulators(), "", *_groups(), "", *_task_table(list(ALL_TASKS)), "", *_splits(), "",
+                          *_grounded(None)])
+    if spec.strip().lower() in ("grounded", "colour") or spec.strip().lower().startswith("grounded-"):
+        return "\n".join(_grounded(spec))
     tasks = resolve_tasks(spec)
     if len(tasks) == 1:
         return "\n".join(_one_task(tasks[0]))
@@ -72,6 +76,23 @@ def _task_table(tasks: list[str]) -> list[str]:
 def _splits() -> list[str]:
     lines = ["Instruction splits (eval splits=[...]):"]
     lines += [f"  {name:<9}  {text}" for name, text in SPLIT_HELP.items()]
+    return lines
+
+
+def _grounded(spec: str | None) -> list[str]:
+    from vlm2vla.sim.grounded import tasks as gt
+
+    lines = ["Language-grounded suite (sim.name=grounded sim.camera=front; tasks=[grounded] or a family):"]
+    for task in gt.resolve_tasks(spec or "grounded"):
+        family = gt.resolve_family(task)
+        held = [a for a in family.attributes if (family.name, a) in gt.HELD_OUT]
+        lines.append(f"  {task:<24} targets {', '.join(family.attributes)}"
+                     + (f" ({', '.join(held)} held out: unseen_composition)" if held else ""))
+        if spec is not None:
+            lines += [f"    seen:   {t}" for t in family.seen_templates]
+            lines += [f"    unseen: {t}" for t in family.unseen_templates]
+    lines.append("Grounded splits (eval splits=[...]): " + ", ".join(gt.SPLITS)
+                 + "; collect uses canonical or seen (others need allow_held_out=true)")
     return lines
 
 

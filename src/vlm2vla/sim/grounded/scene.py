@@ -18,8 +18,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import metaworld
-
 NUM_TARGETS = 3
 # Colours of the colour-named targets. Not red: the Sawyer arm is red. Chosen to stay apart in
 # hue after rendering at 128 px (tests/sim/test_grounded.py measures it).
@@ -104,6 +102,8 @@ def scene_xml(spec: SceneSpec) -> str:
 
 def asset_root() -> Path:
     """The per-user folder generated scenes live in (shaped like metaworld/assets)."""
+    import metaworld  # here, not at import: task names and colours must not pull in MuJoCo
+
     root = Path(tempfile.gettempdir()) / f"vlm2vla-grounded-{os.getuid()}"
     source = Path(metaworld.__file__).parent / "assets"
     (root / "sawyer_xyz").mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ import numpy as np
 import yaml
 
 from vlm2vla.sim.grounded.scene import COLOURS, NUM_TARGETS, SceneSpec
+from vlm2vla.sim.tasks import UnknownTaskError
 
 PREFIX = "grounded-"
 SPATIAL = ("left", "middle", "right")
@@ -55,7 +56,7 @@ GOAL_X_RANGE = 0.1
 _DATA_FILE = "instructions.yaml"
 
 
-class UnknownGroundedNameError(ValueError):
+class UnknownGroundedNameError(UnknownTaskError):
     """A family, attribute, group or split name the grounded suite does not have."""
 
 
