@@ -61,7 +61,8 @@ def main() -> None:
     print(f"{'env':<24} {'env-steps/s':>11} {'ratio':>6} {'renders/s':>10} {'ratio':>6}")
     for task, (step_time, render_time) in totals.items():
         steps, renders = n / step_time, n / render_time
-        print(f"{task:<24} {steps:>11.1f} {steps / stock_steps:>5.2f}x {renders:>10.1f} {renders / stock_render:>5.2f}x")
+        print(f"{task:<24} {steps:>11.1f} {steps / stock_steps:>5.2f}x "
+              f"{renders:>10.1f} {renders / stock_render:>5.2f}x")
     print("goal: every grounded family >= 0.70x the stock task's env-steps/s")
     for env in envs.values():
         env.close()

@@ -35,7 +35,8 @@ def _cell(stats: dict | None) -> str:
     if stats is None:
         return "-"
     return (f"{stats['successes']}/{stats['n']} = {100 * stats['success_rate']:.0f}% "
-            f"[{100 * stats['ci_low']:.0f}-{100 * stats['ci_high']:.0f}]; wrong {100 * stats['wrong_target_rate']:.0f}%")
+            f"[{100 * stats['ci_low']:.0f}-{100 * stats['ci_high']:.0f}]; "
+            f"wrong {100 * stats['wrong_target_rate']:.0f}%")
 
 
 def _table(out: Path, columns: tuple[str, ...], lookup) -> list[str]:

@@ -62,7 +62,6 @@ from vlm2vla.robot_data.files import (
     write_parquet_atomic,
 )
 from vlm2vla.robot_data.format import (
-    METADATA_PREFIX,
     CODEBASE_VERSION,
     DATA_PATH,
     DEFAULT_CHUNK_SIZE,
@@ -70,6 +69,7 @@ from vlm2vla.robot_data.format import (
     DEFAULT_VIDEO_FILE_SIZE_IN_MB,
     EPISODES_PATH,
     INFO_PATH,
+    METADATA_PREFIX,
     STATS_PATH,
     TASKS_PATH,
     VIDEO_PATH,

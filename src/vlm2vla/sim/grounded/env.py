@@ -27,7 +27,7 @@ from metaworld.sawyer_xyz_env import SawyerXYZEnv
 
 from vlm2vla.sim.base import SimConfig
 from vlm2vla.sim.grounded.scene import NUM_TARGETS, object_name, write_scene
-from vlm2vla.sim.grounded.tasks import FAMILIES, Family, draw_layout, resolve_family, target_index
+from vlm2vla.sim.grounded.tasks import Family, draw_layout, resolve_family, target_index
 from vlm2vla.sim.metaworld_env import CORNER2_POS, FLIPPED_CAMERAS, _disable_costly_rendering
 
 STATE_DIM = 4
@@ -161,8 +161,8 @@ class GroundedEnv(gymnasium.Env):
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Apply one action [4]; ends the episode when any candidate reaches its goal."""
         if self._elapsed is None or self._elapsed >= self.max_episode_steps:
-            raise RuntimeError(f"{self.task}: step() called {'before reset()' if self._elapsed is None else 'after truncation'}; "
-                               "call reset() to start an episode.")
+            when = "before reset()" if self._elapsed is None else "after truncation"
+            raise RuntimeError(f"{self.task}: step() called {when}; call reset() to start an episode.")
         action = np.asarray(action, dtype=np.float32)
         if action.shape != (ACTION_DIM,):
             raise ValueError(f"{self.task}: expected an action of shape ({ACTION_DIM},), got {action.shape}.")

@@ -77,6 +77,8 @@ def _object_xml(i: int, spec: SceneSpec) -> str:
 def scene_xml(spec: SceneSpec) -> str:
     """The MJCF text of a scene (see the module docstring for where it must be written)."""
     objects = "\n      ".join(_object_xml(i, spec) for i in range(NUM_TARGETS))
+    camera = (f'<camera name="{CAMERA}" mode="fixed" pos="{" ".join(map(str, CAMERA_POS))}" '
+              f'xyaxes="{CAMERA_XYAXES}" fovy="{CAMERA_FOVY}"/>')
     rgba = " ".join(f"{c:g}" for c in GOAL_RGBA)
     goal = (f'<site name="goal" pos="0 0.8 0.001" size="0.06 0.001" type="cylinder" rgba="{rgba}"/>'
             if spec.goal else '<site name="goal" pos="0 0.8 0.2" size="0.001" rgba="0 0 0 0"/>')
@@ -87,7 +89,7 @@ def scene_xml(spec: SceneSpec) -> str:
       <include file="../objects/assets/xyz_base.xml"/>
       {objects}
       {goal}
-      <camera name="{CAMERA}" mode="fixed" pos="{' '.join(map(str, CAMERA_POS))}" xyaxes="{CAMERA_XYAXES}" fovy="{CAMERA_FOVY}"/>
+      {camera}
     </worldbody>
     <actuator>
         <position ctrllimited="true" ctrlrange="-1 1" joint="r_close" kp="400" user="1"/>

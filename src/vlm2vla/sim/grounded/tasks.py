@@ -131,7 +131,8 @@ def _templates() -> dict[str, tuple[str, ...]]:
         raise ValueError(f"{_DATA_FILE}: families {sorted(raw)}, expected {sorted(FAMILIES)}")
     for name, templates in raw.items():
         if len(templates) < NUM_UNSEEN_TEMPLATES + 2 or any("{target}" not in t for t in templates):
-            raise ValueError(f"{_DATA_FILE}, {name}: needs >= {NUM_UNSEEN_TEMPLATES + 2} templates, each with {{target}}")
+            raise ValueError(f"{_DATA_FILE}, {name}: needs >= {NUM_UNSEEN_TEMPLATES + 2} templates, "
+                             "each with {target}")
     return {name: tuple(t) for name, t in raw.items()}
 
 
