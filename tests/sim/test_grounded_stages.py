@@ -75,3 +75,17 @@ def test_eval_reports_success_and_wrong_target_per_family_and_split(tmp_path):
     rows = list(csv.DictReader((run / "episodes.csv").open()))
     assert {r["target"] for r in rows if r["split"] == "unseen_composition"} == {"yellow"}
     assert all(r["target"] in r["instruction"] for r in rows)
+
+
+def test_rollout_workers_name_the_target_each_job_asks_for():
+    from vlm2vla.evaluation.reference_policies import RandomPolicy
+    from vlm2vla.evaluation.rollout import EpisodeJob, run_episodes
+    from vlm2vla.sim import SimConfig
+
+    cfg = SimConfig(name="grounded", camera="front", image_size=32, max_episode_steps=3)
+    targets = ["yellow", "blue", "green", "yellow"]
+    jobs = [EpisodeJob(task="grounded-reach", seed=k, instruction=f"Reach the {t} ball", episode=k, record=True,
+                       options={"target": t, "layout": "train"}) for k, t in enumerate(targets)]
+    named = {r.job.episode: int(r.frames["observation.environment_state"][0, -3:].argmax())
+             for r in run_episodes(jobs, RandomPolicy(seed=0), cfg, num_envs=2)}
+    assert [named[k] for k in range(4)] == [2, 0, 1, 2]
