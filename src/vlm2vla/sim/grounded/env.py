@@ -18,21 +18,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium
 import mujoco
 import numpy as np
-from gymnasium import spaces
 from gymnasium.spaces import Box
 from metaworld.sawyer_xyz_env import SawyerXYZEnv
 
 from vlm2vla.sim.base import SimConfig
 from vlm2vla.sim.grounded.scene import NUM_TARGETS, object_name, write_scene
 from vlm2vla.sim.grounded.tasks import Family, draw_layout, resolve_family, target_index
-from vlm2vla.sim.metaworld_env import CORNER2_POS, FLIPPED_CAMERAS, _disable_costly_rendering
+from vlm2vla.sim.sawyer import STATE_DIM, SawyerGymEnv, configure_camera
 
-STATE_DIM = 4
 ENV_STATE_DIM = 4 + 3 * NUM_TARGETS + 3 + NUM_TARGETS
-ACTION_DIM = 4
 HAND_INIT = np.array([0.0, 0.5, 0.2])
 
 
@@ -92,7 +88,7 @@ class _Sawyer(SawyerXYZEnv):
         return np.stack([self.data.body(object_name(i)).xpos for i in range(NUM_TARGETS)])
 
 
-class GroundedEnv(gymnasium.Env):
+class GroundedEnv(SawyerGymEnv):
     """One family of the grounded suite (see the module docstring for spaces and options).
 
     Attributes:
@@ -102,40 +98,16 @@ class GroundedEnv(gymnasium.Env):
         max_episode_steps: steps after which an episode is truncated.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
-
     def __init__(self, task: str, cfg: SimConfig) -> None:
         super().__init__()
         self.family: Family = resolve_family(task)
         self.task = self.family.task
-        self.cfg = cfg
-        self.render_mode = "rgb_array"
         xml = write_scene(self.family.name, self.family.scene)
         self._env = _Sawyer(str(xml), cfg.camera, cfg.image_size)
-        camera_id = mujoco.mj_name2id(self._env.model, mujoco.mjtObj.mjOBJ_CAMERA, cfg.camera)
-        if camera_id < 0:
-            self._env.close()
-            raise ValueError(f"SimConfig.camera={cfg.camera!r} is not a camera of the grounded scenes.")
-        if cfg.camera == "corner2":
-            self._env.model.cam_pos[camera_id] = CORNER2_POS
-        if cfg.fast_render:
-            _disable_costly_rendering(self._env.model)
-        self.max_episode_steps = cfg.max_episode_steps or self.family.max_steps
-        self._env.max_path_length = self.max_episode_steps
-        self.image_key = f"observation.images.{cfg.camera}"
-        size = cfg.image_size
-        features = {
-            self.image_key: spaces.Box(0, 255, (size, size, 3), np.uint8),
-            "observation.state": spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32),
-        }
-        if cfg.privileged_state:
-            features["observation.environment_state"] = spaces.Box(-np.inf, np.inf, (ENV_STATE_DIM,), np.float32)
-        self.observation_space = spaces.Dict(features)
-        self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        configure_camera(self._env, cfg)
+        self._setup(cfg, ENV_STATE_DIM, self.family.max_steps)
         self.target = self.family.attributes[0]
         self.instruction = self.family.canonical(self.target)
-        self._elapsed: int | None = None
-        self._image: np.ndarray | None = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -160,13 +132,7 @@ class GroundedEnv(gymnasium.Env):
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Apply one action [4]; ends the episode when any candidate reaches its goal."""
-        if self._elapsed is None or self._elapsed >= self.max_episode_steps:
-            when = "before reset()" if self._elapsed is None else "after truncation"
-            raise RuntimeError(f"{self.task}: step() called {when}; call reset() to start an episode.")
-        action = np.asarray(action, dtype=np.float32)
-        if action.shape != (ACTION_DIM,):
-            raise ValueError(f"{self.task}: expected an action of shape ({ACTION_DIM},), got {action.shape}.")
-        raw, _, _, _, _ = self._env.step(np.clip(action, -1.0, 1.0))
+        raw, _, _, _, _ = self._env.step(self._checked_action(action))
         self._elapsed += 1
         reached = self.family.reached(self._env.tcp_center, self._env.object_positions(), self._env._target_pos)
         named = self._env.named
@@ -179,15 +145,6 @@ class GroundedEnv(gymnasium.Env):
         return (self._observation(raw), reward, terminated, truncated,
                 {"is_success": success, "wrong_target": wrong, "success": float(success)})
 
-    def render(self) -> np.ndarray:
-        """The current camera image [H, W, 3] uint8."""
-        if self._image is None:
-            self._image = self._render_image()
-        return self._image
-
-    def close(self) -> None:
-        self._env.close()
-
     def object_positions(self) -> np.ndarray:
         """The candidates' positions [NUM_TARGETS, 3], in scene order (COLOURS order)."""
         return self._env.object_positions().copy()
@@ -195,13 +152,6 @@ class GroundedEnv(gymnasium.Env):
     def named_index(self) -> int:
         """Scene index of the named candidate."""
         return int(self._env.named)
-
-    def _render_image(self) -> np.ndarray:
-        self._env.mujoco_renderer._get_viewer("rgb_array").make_context_current()
-        image = self._env.render()
-        if self.cfg.camera in FLIPPED_CAMERAS:
-            image = np.flip(image, (0, 1))
-        return np.ascontiguousarray(image, dtype=np.uint8)
 
     def _observation(self, raw: np.ndarray) -> dict[str, np.ndarray]:
         self._image = self._render_image()

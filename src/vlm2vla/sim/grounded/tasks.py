@@ -204,8 +204,8 @@ def target_index(family: Family, attribute: str, positions: np.ndarray) -> int:
     """Scene index of the candidate ``attribute`` names, given the candidates' positions.
 
     Colours name a fixed object; position words name whichever ball is at that place in the
-    camera image: "left" is the ball with the largest world x (corner2 looks at the robot's
-    front from its right-hand side, and after LeRobot's flip +x runs to the image's left).
+    image of the suite's front camera, which faces the robot from across the table: "left" is
+    the ball with the largest world x (the robot's right-hand side).
     """
     check_attribute(family, attribute)
     if family.scene.coloured:
