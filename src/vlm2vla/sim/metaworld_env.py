@@ -18,13 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import mujoco
 import numpy as np
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
 from vlm2vla.sim.base import SimConfig
 from vlm2vla.sim.instructions import get_instructions
-from vlm2vla.sim.sawyer import FLIPPED_CAMERAS, STATE_DIM, SawyerGymEnv, configure_camera
+from vlm2vla.sim.sawyer import STATE_DIM, SawyerGymEnv, configure_camera
 from vlm2vla.sim.tasks import resolve_task
 
 ENV_STATE_DIM = 39
@@ -85,24 +84,6 @@ class MetaWorldEnv(SawyerGymEnv):
         terminated = success and self.cfg.terminate_on_success
         truncated = self._elapsed >= self.max_episode_steps
         return self._observation(raw_obs), float(reward), terminated, truncated, {**info, "is_success": success}
-
-    def camera_pose(self) -> dict[str, Any]:
-        """The observation camera as rendered now, for projecting 3-D points to pixels.
-
-        Returns:
-            position (x, y, z) and rotation (3x3 rows, camera-to-world) of the MuJoCo camera,
-            its vertical field of view in degrees, the square image size, and whether the image
-            is flipped on both axes after rendering (see FLIPPED_CAMERAS).
-        """
-        cam = mujoco.mj_name2id(self._env.model, mujoco.mjtObj.mjOBJ_CAMERA, self.cfg.camera)
-        rotation = self._env.data.cam_xmat[cam].reshape(3, 3)
-        return {
-            "position": tuple(float(v) for v in self._env.data.cam_xpos[cam]),
-            "rotation": tuple(tuple(float(v) for v in row) for row in rotation),
-            "fovy": float(self._env.model.cam_fovy[cam]),
-            "size": int(self.cfg.image_size),
-            "flipped": self.cfg.camera in FLIPPED_CAMERAS,
-        }
 
     def _observation(self, raw_obs: np.ndarray) -> dict[str, np.ndarray]:
         self._image = self._render_image()

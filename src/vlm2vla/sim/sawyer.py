@@ -7,6 +7,8 @@ max_steps)``, and implements ``reset``, ``step`` and ``_observation``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium
 import mujoco
 import numpy as np
@@ -100,6 +102,24 @@ class SawyerGymEnv(gymnasium.Env):
 
     def close(self) -> None:
         self._env.close()
+
+    def camera_pose(self) -> dict[str, Any]:
+        """The observation camera as rendered now, for projecting 3-D points to pixels.
+
+        Returns:
+            position (x, y, z) and rotation (3x3 rows, camera-to-world) of the MuJoCo camera,
+            its vertical field of view in degrees, the square image size, and whether the image
+            is flipped on both axes after rendering (see FLIPPED_CAMERAS).
+        """
+        cam = mujoco.mj_name2id(self._env.model, mujoco.mjtObj.mjOBJ_CAMERA, self.cfg.camera)
+        rotation = self._env.data.cam_xmat[cam].reshape(3, 3)
+        return {
+            "position": tuple(float(v) for v in self._env.data.cam_xpos[cam]),
+            "rotation": tuple(tuple(float(v) for v in row) for row in rotation),
+            "fovy": float(self._env.model.cam_fovy[cam]),
+            "size": int(self.cfg.image_size),
+            "flipped": self.cfg.camera in FLIPPED_CAMERAS,
+        }
 
     def _render_image(self) -> np.ndarray:
         # gymnasium makes an env's GL context current only when it is created, so with several

@@ -110,3 +110,22 @@ def suite_for_task(task: str) -> TaskSuite:
         if suite.owns(task):
             return suite
     raise ValueError(f"No simulator has a task {task!r}; `vlm2vla tasks` lists them.")
+
+
+def resolve_any(spec: Sequence[str]) -> tuple[TaskSuite, list[str]]:
+    """The one suite whose tasks ``spec`` names, and those tasks (for callers without a sim.name).
+
+    Raises:
+        ValueError: no suite has every name (the message lists each suite's complaint), or
+            ``spec`` mixes suites.
+    """
+    from vlm2vla.sim.base import available_simulators
+
+    errors = []
+    for name in available_simulators():
+        suite = get_suite(name)
+        try:
+            return suite, suite.resolve_tasks(list(spec))
+        except ValueError as err:
+            errors.append(f"{name}: {err}")
+    raise ValueError(f"Tasks {list(spec)} are not all of one simulator's suite.\n" + "\n".join(errors))

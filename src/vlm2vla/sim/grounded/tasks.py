@@ -1,6 +1,6 @@
 """Families, layouts, instructions and evaluation splits of the language-grounded suite.
 
-A task is a family, named "grounded-<family>" (or just "<family>" where only this suite is meant):
+A task is a family, named "grounded-<family>":
 
     grounded-reach          reach the {blue, green, yellow} ball
     grounded-push           push the {colour} puck onto the dark goal disc
@@ -163,7 +163,8 @@ def resolve_tasks(spec: str | Sequence[str]) -> list[str]:
     tasks: list[str] = []
     for name in names:
         group = GROUPS.get(name.lower())
-        if group is None and name.lower() not in FAMILIES and name.lower().removeprefix(PREFIX) not in FAMILIES:
+        # Only prefixed names: a bare "push" or "reach" is a Meta-World task.
+        if group is None and not (name.lower().startswith(PREFIX) and name.lower().removeprefix(PREFIX) in FAMILIES):
             raise _unknown("family or group", name, [*GROUPS, *(f.task for f in FAMILIES.values())])
         tasks.extend(group if group is not None else [resolve_family(name).task])
     return list(dict.fromkeys(tasks))

@@ -31,7 +31,8 @@ class EmbeddedPoolConfig:
     # a LeRobot dataset (from `vlm2vla collect`) whose frames feed robot_state / robot_action;
     # empty = generate frames by running scripted experts in the simulator
     robot_dataset: str = ""
-    # simulator tasks whose expert rollouts give the frames
+    # simulator tasks whose expert rollouts give the frames: Meta-World tasks, or the grounded suite's
+    # (e.g. [grounded]: its scenes, front camera, and every coloured candidate to point at and relate)
     sim_tasks: tuple[str, ...] = DEFAULT_SIM_TASKS
     # expert episodes per task for the frame bank
     sim_episodes_per_task: int = 4

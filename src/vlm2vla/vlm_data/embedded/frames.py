@@ -25,6 +25,8 @@ OBJECT_NAMES = {"push-v3": "puck", "pick-place-v3": "puck", "reach-v3": "puck", 
                 "button-press-topdown-v3": "button", "door-open-v3": "door handle"}
 TARGET_NAMES = {"push-v3": "green dot", "pick-place-v3": "blue dot", "reach-v3": "red dot"}
 MAX_EPISODE_STEPS = 120
+# The camera each suite's frames are rendered from (the grounded suite's own view).
+SUITE_CAMERAS = {"metaworld": "corner2", "grounded": "front"}
 
 
 @dataclass(frozen=True)
@@ -78,16 +80,14 @@ class FrameBank:
 
 
 def camera_model(env) -> CameraModel:
-    """The CameraModel of a vlm2vla.sim Meta-World env (its camera as rendered after a reset)."""
+    """The CameraModel of a vlm2vla.sim Sawyer env (its camera as rendered after a reset)."""
     return CameraModel(**env.unwrapped.camera_pose())
 
 
-def _rollout(env, task: str, seed: int, noise: float, rng: np.random.Generator) -> list[tuple]:
+def _rollout(env, task: str, seed: int, noise: float, rng: np.random.Generator, expert,
+             options: dict | None = None) -> list[tuple]:
     """One noisy expert episode; each frame with the *clean* expert action (the label we want)."""
-    from vlm2vla.sim import ScriptedExpert
-
-    expert = ScriptedExpert(task)
-    obs, _ = env.reset(seed=seed)
+    obs, _ = env.reset(seed=seed, options=options)
     frames = []
     for _ in range(MAX_EPISODE_STEPS):
         clean = expert(obs["observation.environment_state"])
@@ -104,7 +104,8 @@ def sim_frame_bank(tasks: tuple[str, ...], episodes_per_task: int, action_noise:
     """Run noisy scripted experts and keep every frame.
 
     Args:
-        tasks: Meta-World task names.
+        tasks: task names or groups of one simulator: Meta-World tasks (corner2 camera), or the grounded
+            suite's families (its front camera; every candidate can be pointed at and related).
         episodes_per_task: episodes per task (initial layouts from seeds derived from `seed`).
         action_noise: std of the Gaussian noise added to the executed actions.
         seed: base seed.
@@ -115,14 +116,21 @@ def sim_frame_bank(tasks: tuple[str, ...], episodes_per_task: int, action_noise:
         The frame bank with env_state and the camera model.
     """
     from vlm2vla.sim import SimConfig, make_env
+    from vlm2vla.sim.suites import resolve_any
 
-    cfg = SimConfig(image_size=image_size)
+    # One suite per bank: the bank has one camera model, and the two suites use different cameras.
+    suite, tasks = resolve_any(tasks)
+    cfg = SimConfig(name=suite.name, image_size=image_size, camera=SUITE_CAMERAS.get(suite.name, "corner2"))
     rows, camera = [], None
     for t, task in enumerate(tqdm(tasks, desc="sim frames", unit="task", disable=not progress)):
         env = make_env(task, cfg)
+        expert = suite.expert(task, 0.0, None)
         rng = np.random.default_rng([seed, t])
         for k in range(episodes_per_task):
-            rows += _rollout(env, task, seed=seed * 1000 + 100 * t + k, noise=action_noise, rng=rng)
+            # Each episode of the seen split names a target (no options for Meta-World).
+            spec = suite.episode(task, "seen", np.random.default_rng([seed, t, k]))
+            rows += _rollout(env, task, seed=seed * 1000 + 100 * t + k, noise=action_noise, rng=rng, expert=expert,
+                             options=spec.options if spec else None)
             camera = camera or camera_model(env)
         env.close()
     images, state, env_state, action, names = zip(*rows, strict=True)
@@ -174,9 +182,29 @@ def frame_entities(bank: FrameBank, i: int) -> dict[str, np.ndarray]:
         with a visible goal marker.
     """
     es, task = bank.env_state[i], bank.tasks[i]
+    if task.startswith("grounded-"):
+        return _grounded_entities(es, task)
     out = {"gripper": es[0:3], OBJECT_NAMES.get(task, "object"): es[4:7]}
     if task in TARGET_NAMES:
         out[TARGET_NAMES[task]] = es[36:39]
+    return out
+
+
+def _grounded_entities(es: np.ndarray, task: str) -> dict[str, np.ndarray]:
+    """Gripper, candidates named by colour and kind ("blue puck"), and the push goal ("goal disc").
+
+    The spatial family's identical balls have no name of their own, so only its gripper is named.
+    """
+    from vlm2vla.sim.grounded.scene import COLOURS, NUM_TARGETS
+    from vlm2vla.sim.grounded.tasks import resolve_family
+
+    scene = resolve_family(task).scene
+    out = {"gripper": es[0:3]}
+    if scene.coloured:
+        objects = es[4:4 + 3 * NUM_TARGETS].reshape(NUM_TARGETS, 3)
+        out.update({f"{colour} {scene.kind}": objects[k] for k, colour in enumerate(COLOURS)})
+    if scene.goal:
+        out["goal disc"] = es[4 + 3 * NUM_TARGETS:7 + 3 * NUM_TARGETS]
     return out
 
 

@@ -33,11 +33,13 @@ def relation(uv_a: np.ndarray, uv_b: np.ndarray, axis: int) -> str | None:
 
 
 def pairs(names: list[str]) -> list[tuple[str, str]]:
-    """(a, b) pairs to ask about: each thing relative to the gripper, each target dot relative to each object."""
+    """(a, b) pairs to ask about: each thing relative to the gripper, each target dot relative to each object,
+    and the objects of a scene with several (the grounded suite's candidates) relative to each other."""
     others = [n for n in names if n != "gripper"]
     out = [(n, "gripper") for n in others] if "gripper" in names else []
     targets = [n for n in others if n.endswith(" dot")]
-    return out + [(t, o) for t in targets for o in others if o not in targets]
+    objects = [o for o in others if o not in targets]
+    return out + [(t, o) for t in targets for o in objects] + [(a, b) for a in objects for b in objects if a != b]
 
 
 def candidates(bank: FrameBank) -> dict[str, list[tuple[int, int, str, str]]]:
