@@ -135,6 +135,23 @@ def test_masked_language_is_invisible(backbone, head):
 
 
 @pytest.mark.parametrize("head", HEADS)
+def test_masked_expert_output_does_not_depend_on_the_instruction(backbone, head):
+    """Another instruction (same token count, so positions match) leaves a masked expert's actions
+    unchanged and changes an unmasked one's: nothing after the text (turn markers) leaks it either."""
+    tasks = ["pick up the red cube", "pick up the green ball"]
+    prefixes = [_prefix(backbone, [t, t]) for t in tasks]
+    assert prefixes[0].batch["input_ids"].shape == prefixes[1].batch["input_ids"].shape
+    noise = _noise(2)
+    changed = {}
+    for mask_language in (True, False):
+        expert = _head(backbone, head, mask_language=mask_language)
+        _open_gates(expert)
+        a, b = (expert.predict(backbone, p, noise=noise) for p in prefixes)
+        changed[mask_language] = (a - b).abs().max().item()
+    assert changed[True] < 1e-5 < 1e-3 < changed[False]
+
+
+@pytest.mark.parametrize("head", HEADS)
 def test_loss_falls_on_a_fixed_batch(backbone, head):
     expert = _head(backbone, head).train()
     prefix = _prefix(backbone, ["pick up the red cube", "place it left"])

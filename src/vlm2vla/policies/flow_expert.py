@@ -24,11 +24,18 @@ from vlm2vla.policies.flow_matching import euler_integrate, noisy_actions, sampl
 
 
 def prefix_key_mask(prefix: Prefix, mask_language: bool, device: torch.device) -> torch.Tensor:
-    """Prefix tokens the expert may attend to: real (not padding) and, under APT stage 1, not language.
+    """Prefix tokens the expert may attend to: real (not padding) and, under APT stage 1, none that has
+    seen the instruction.
+
+    In a causal VLM every token after the instruction's first token has read it (the turn markers and
+    generation prompt that follow the text carry it in their hidden states), so hiding the text tokens
+    alone would leak the instruction: everything from the first language token on is hidden. The
+    image tokens come before the text in our prompts, so they stay visible. (A prefix-LM backbone
+    such as PaliGemma lets image tokens read the text too; there this mask hides only the text side.)
 
     Args:
         prefix: the observations (left-padded batch with its attention_mask, and the language mask).
-        mask_language: hide the instruction's text tokens.
+        mask_language: hide the instruction and every token after it.
         device: where the mask is needed.
 
     Returns:
@@ -36,7 +43,8 @@ def prefix_key_mask(prefix: Prefix, mask_language: bool, device: torch.device) -
     """
     keep = prefix.batch["attention_mask"].to(device).bool()
     if mask_language:
-        keep = keep & ~prefix.language_mask.to(device).bool()
+        seen_language = prefix.language_mask.to(device).bool().cumsum(dim=1) > 0
+        keep = keep & ~seen_language
     return keep
 
 
