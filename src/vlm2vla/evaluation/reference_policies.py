@@ -46,26 +46,28 @@ class ScriptedExpertPolicy(Policy):
             )
         states, tasks = batch["observation.environment_state"], batch["task_name"]
         keys = batch.get("episode_key", [""] * len(tasks))
-        actions = [self._expert(task)(state, target=self._target(key))
-                   for task, state, key in zip(tasks, states, keys, strict=True)]
+        actions = []
+        for task, state, key in zip(tasks, states, keys, strict=True):
+            expert, num_targets = self._expert(task)
+            actions.append(expert(state, target=self._target(key, num_targets)))
         return np.stack(actions).astype(np.float32)[:, None, :]
 
-    def _target(self, episode_key: str) -> int | None:
+    def _target(self, episode_key: str, num_targets: int) -> int | None:
         if self.target == "named":
             return None
-        from vlm2vla.sim.grounded.scene import NUM_TARGETS
-
         # Drawn from the episode's key, so an episode keeps its target at every step, whichever worker runs it.
         rng = np.random.default_rng([self.seed, zlib.crc32(episode_key.encode())])
-        return int(rng.integers(NUM_TARGETS))
+        return int(rng.integers(num_targets))
 
-    def _expert(self, task: str) -> Any:
+    def _expert(self, task: str) -> tuple[Any, int]:
+        """The task's expert and its suite's number of candidates per scene."""
         if task not in self._experts:
             from vlm2vla.sim.suites import suite_for_task
 
             suite = suite_for_task(task)
             # One noise stream per task, so a task's noise does not depend on which tasks run beside it.
-            self._experts[task] = suite.expert(task, self.noise_std, self.seed * 1000 + suite.task_id(task))
+            expert = suite.expert(task, self.noise_std, self.seed * 1000 + suite.task_id(task))
+            self._experts[task] = (expert, suite.num_targets)
         return self._experts[task]
 
 

@@ -41,7 +41,10 @@ def format_catalog(spec: str | None = None) -> str:
     if spec is None:
         return "\n".join([*_simulators(), "", *_groups(), "", *_task_table(list(ALL_TASKS)), "", *_splits(), "",
                           *_grounded(None)])
-    if spec.strip().lower() in ("grounded", "colour") or spec.strip().lower().startswith("grounded-"):
+    from vlm2vla.sim.grounded import tasks as gt
+
+    key = spec.strip().lower()
+    if key in gt.GROUPS or key.startswith(gt.PREFIX):
         return "\n".join(_grounded(spec))
     tasks = resolve_tasks(spec)
     if len(tasks) == 1:

@@ -54,6 +54,10 @@ class TaskSuite(abc.ABC):
     train_splits: tuple[str, ...]
     #: what tasks=[] means
     default_tasks: tuple[str, ...]
+    #: the camera this suite's scenes are meant to be seen from
+    default_camera: str = "corner2"
+    #: candidate targets per scene (an expert can be aimed at any of them with ``target=``)
+    num_targets: int = 1
 
     @abc.abstractmethod
     def resolve_tasks(self, spec: str | Sequence[str]) -> list[str]:

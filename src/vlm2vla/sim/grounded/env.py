@@ -24,11 +24,10 @@ from gymnasium.spaces import Box
 from metaworld.sawyer_xyz_env import SawyerXYZEnv
 
 from vlm2vla.sim.base import SimConfig
-from vlm2vla.sim.grounded.scene import NUM_TARGETS, object_name, write_scene
+from vlm2vla.sim.grounded.scene import ENV_STATE_DIM, NUM_TARGETS, object_name, pack_state, write_scene
 from vlm2vla.sim.grounded.tasks import Family, draw_layout, resolve_family, target_index
 from vlm2vla.sim.sawyer import STATE_DIM, SawyerGymEnv, configure_camera
 
-ENV_STATE_DIM = 4 + 3 * NUM_TARGETS + 3 + NUM_TARGETS
 HAND_INIT = np.array([0.0, 0.5, 0.2])
 
 
@@ -157,11 +156,8 @@ class GroundedEnv(SawyerGymEnv):
         self._image = self._render_image()
         obs = {self.image_key: self._image, "observation.state": raw[:STATE_DIM].astype(np.float32)}
         if self.cfg.privileged_state:
-            onehot = np.zeros(NUM_TARGETS, np.float32)
-            onehot[self._env.named] = 1.0
-            obs["observation.environment_state"] = np.concatenate([
-                raw[:STATE_DIM], self._env.object_positions().ravel(), self._env._target_pos, onehot,
-            ]).astype(np.float32)
+            obs["observation.environment_state"] = pack_state(raw, self._env.object_positions(),
+                                                              self._env._target_pos, self._env.named)
         return obs
 
 

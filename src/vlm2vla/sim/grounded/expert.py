@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vlm2vla.sim.grounded.scene import NUM_TARGETS
+from vlm2vla.sim.grounded.scene import ENV_STATE_DIM, unpack_state
 from vlm2vla.sim.grounded.tasks import resolve_family
 
 GAIN = 10.0
@@ -21,14 +21,6 @@ LIFT_TO = 0.2
 # Gripper opening (1 = open) below which the fingers hold the object: closed on a 6-7 cm object it
 # reads 0.71-0.75 (Meta-World's 4 cm puck needs 0.73).
 GRIPPED = 0.8
-
-
-def _split_state(state: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, int]:
-    hand, gripper = state[:3], float(state[3])
-    objects = state[4:4 + 3 * NUM_TARGETS].reshape(NUM_TARGETS, 3)
-    goal = state[4 + 3 * NUM_TARGETS:7 + 3 * NUM_TARGETS]
-    named = int(np.argmax(state[7 + 3 * NUM_TARGETS:]))
-    return hand, gripper, objects, goal, named
 
 
 class GroundedExpert:
@@ -51,12 +43,13 @@ class GroundedExpert:
     def __call__(self, environment_state: np.ndarray, target: int | None = None) -> np.ndarray:
         """Action [4] for the privileged state [19]; ``target`` overrides the named candidate."""
         state = np.asarray(environment_state, dtype=np.float64)
-        if state.shape != (7 + 4 * NUM_TARGETS,):
+        if state.shape != (ENV_STATE_DIM,):
             raise ValueError(f"GroundedExpert({self.task!r}) needs observation.environment_state of shape "
-                             f"({7 + 4 * NUM_TARGETS},), got {state.shape}; build the env with "
+                             f"({ENV_STATE_DIM},), got {state.shape}; build the env with "
                              "SimConfig(privileged_state=True).")
-        hand, gripper, objects, goal, named = _split_state(state)
-        obj = objects[named if target is None else int(target)]
+        scene = unpack_state(state)
+        hand, gripper, goal = scene.hand, scene.gripper, scene.goal
+        obj = scene.objects[scene.named if target is None else int(target)]
         kind = self.family.scene.kind
         if kind == "ball":
             waypoint, grab = obj, -1.0

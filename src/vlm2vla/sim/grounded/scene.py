@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 NUM_TARGETS = 3
 # Colours of the colour-named targets. Not red: the Sawyer arm is red. Chosen to stay apart in
 # hue after rendering at 128 px (tests/sim/test_grounded.py measures it).
@@ -36,6 +38,35 @@ CAMERA = "front"
 CAMERA_POS = (0.0, 1.3, 0.8)
 CAMERA_XYAXES = "-1 0 0 0 -0.741 0.672"
 CAMERA_FOVY = 42
+
+
+# observation.environment_state: hand xyz, gripper opening, the candidates' xyz, goal xyz, one-hot of the named one.
+ENV_STATE_DIM = 4 + 3 * NUM_TARGETS + 3 + NUM_TARGETS
+
+
+@dataclass(frozen=True)
+class SceneState:
+    """The privileged state of one frame, unpacked (see ``pack_state`` for the layout)."""
+
+    hand: np.ndarray  # [3]
+    gripper: float
+    objects: np.ndarray  # [NUM_TARGETS, 3], scene order
+    goal: np.ndarray  # [3]
+    named: int
+
+
+def pack_state(hand_and_gripper: np.ndarray, objects: np.ndarray, goal: np.ndarray, named: int) -> np.ndarray:
+    """observation.environment_state [ENV_STATE_DIM] float32 of one frame."""
+    onehot = np.zeros(NUM_TARGETS, np.float32)
+    onehot[named] = 1.0
+    return np.concatenate([hand_and_gripper[:4], np.ravel(objects), goal, onehot]).astype(np.float32)
+
+
+def unpack_state(state: np.ndarray) -> SceneState:
+    """Inverse of ``pack_state``."""
+    k = 4 + 3 * NUM_TARGETS
+    return SceneState(hand=state[:3], gripper=float(state[3]), objects=state[4:k].reshape(NUM_TARGETS, 3),
+                      goal=state[k:k + 3], named=int(np.argmax(state[k + 3:])))
 
 
 @dataclass(frozen=True)

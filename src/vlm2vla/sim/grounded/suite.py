@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from vlm2vla.sim.grounded import tasks
+from vlm2vla.sim.grounded.scene import CAMERA, NUM_TARGETS
 from vlm2vla.sim.suites import EpisodeSpec, Expert, TaskSuite
 
 
@@ -17,6 +18,8 @@ class GroundedSuite(TaskSuite):
     splits = tasks.SPLITS
     train_splits = tasks.TRAIN_SPLITS
     default_tasks = ("grounded",)
+    default_camera = CAMERA
+    num_targets = NUM_TARGETS
 
     def resolve_tasks(self, spec: str | Sequence[str]) -> list[str]:
         return tasks.resolve_tasks(spec)

@@ -25,8 +25,6 @@ OBJECT_NAMES = {"push-v3": "puck", "pick-place-v3": "puck", "reach-v3": "puck", 
                 "button-press-topdown-v3": "button", "door-open-v3": "door handle"}
 TARGET_NAMES = {"push-v3": "green dot", "pick-place-v3": "blue dot", "reach-v3": "red dot"}
 MAX_EPISODE_STEPS = 120
-# The camera each suite's frames are rendered from (the grounded suite's own view).
-SUITE_CAMERAS = {"metaworld": "corner2", "grounded": "front"}
 
 
 @dataclass(frozen=True)
@@ -120,7 +118,7 @@ def sim_frame_bank(tasks: tuple[str, ...], episodes_per_task: int, action_noise:
 
     # One suite per bank: the bank has one camera model, and the two suites use different cameras.
     suite, tasks = resolve_any(tasks)
-    cfg = SimConfig(name=suite.name, image_size=image_size, camera=SUITE_CAMERAS.get(suite.name, "corner2"))
+    cfg = SimConfig(name=suite.name, image_size=image_size, camera=suite.default_camera)
     rows, camera = [], None
     for t, task in enumerate(tqdm(tasks, desc="sim frames", unit="task", disable=not progress)):
         env = make_env(task, cfg)
@@ -195,16 +193,15 @@ def _grounded_entities(es: np.ndarray, task: str) -> dict[str, np.ndarray]:
 
     The spatial family's identical balls have no name of their own, so only its gripper is named.
     """
-    from vlm2vla.sim.grounded.scene import COLOURS, NUM_TARGETS
+    from vlm2vla.sim.grounded.scene import COLOURS, unpack_state
     from vlm2vla.sim.grounded.tasks import resolve_family
 
-    scene = resolve_family(task).scene
-    out = {"gripper": es[0:3]}
-    if scene.coloured:
-        objects = es[4:4 + 3 * NUM_TARGETS].reshape(NUM_TARGETS, 3)
-        out.update({f"{colour} {scene.kind}": objects[k] for k, colour in enumerate(COLOURS)})
-    if scene.goal:
-        out["goal disc"] = es[4 + 3 * NUM_TARGETS:7 + 3 * NUM_TARGETS]
+    spec, state = resolve_family(task).scene, unpack_state(es)
+    out = {"gripper": state.hand}
+    if spec.coloured:
+        out.update({f"{colour} {spec.kind}": state.objects[k] for k, colour in enumerate(COLOURS)})
+    if spec.goal:
+        out["goal disc"] = state.goal
     return out
 
 
