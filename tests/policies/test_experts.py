@@ -7,10 +7,11 @@ import torch
 
 from vlm2vla.backbones import VLMBackbone, build_tiny_vlm
 from vlm2vla.policies.action_head import BackboneDims, Prefix, build_head
+from vlm2vla.policies.apt import vlm_layer_map
 from vlm2vla.policies.configuration import Gr00tOptions, Pi0Options, VLAConfig
 from vlm2vla.policies.flow_matching import euler_integrate, noisy_actions, sample_time, time_embedding
 from vlm2vla.policies.gr00t_expert import Gr00tExpert
-from vlm2vla.policies.pi0_expert import Pi0Expert, vlm_layer_map
+from vlm2vla.policies.pi0_expert import Pi0Expert
 from vlm2vla.policies.policy import VLAPolicy
 
 CORPUS = [f"pick up the {c} {o} and place it {w}" for c in ("red", "blue", "green")

@@ -9,6 +9,8 @@ A policy is a VLM backbone plus one action head:
     head=gr00t     DiT blocks with adaptive-norm time conditioning that cross-attend to the VLM's
                    hidden states at one layer; flow matching (GR00T N1).
 
+Either expert can take APT's two-stage layout (`apt.stage`, see APTOptions and policies/apt.py).
+
 The config is saved next to the weights (policy_config.json) so a checkpoint rebuilds itself.
 """
 
@@ -114,6 +116,31 @@ class Gr00tOptions:
             raise ValueError(f"gr00t.width {self.width} must be a multiple of gr00t.num_heads {self.num_heads}")
 
 
+APT_STAGES = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class APTOptions:
+    """APT's two-stage layout of a flow-matching expert (pi0 or gr00t); the expert's num_layers is the final depth N.
+
+    stage 1: the vision-action prior, N/2 layers, language hidden from the expert (whatever mask_language says).
+    stage 2: a freshly initialised layer after each stage-1 layer (stage-1 layer k sits at 2k, keeping the
+             VLM layer it reads); each inserted layer reads its vision-language stream through a gate,
+             g * vl + (1 - g) * proj(VLM hidden state at an evenly spaced depth), g = sigmoid(w) per channel.
+    """
+
+    # 0 = the plain expert (no APT); 1 = the stage-1 prior; 2 = the fused stage-2 expert
+    stage: int = 0
+    # initial gate logit w of every inserted layer and channel (0 -> g = 0.5); the paper's value is not public
+    gate_init: float = 0.0
+    # start each inserted layer's output projections at zero, so a stage-2 expert starts as its stage-1 prior
+    zero_init_inserted: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stage not in APT_STAGES:
+            raise ValueError(f"apt.stage must be one of {APT_STAGES} (0 = no APT), got {self.stage}")
+
+
 @dataclass(frozen=True)
 class VLAConfig:
     """What a VLA policy reads and predicts, and which head it uses."""
@@ -144,6 +171,7 @@ class VLAConfig:
     pi0: Pi0Options = field(default_factory=Pi0Options)
     gr00t: Gr00tOptions = field(default_factory=Gr00tOptions)
     flow: FlowMatchingOptions = field(default_factory=FlowMatchingOptions)
+    apt: APTOptions = field(default_factory=APTOptions)
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -157,6 +185,9 @@ class VLAConfig:
         if self.chunk_size < 1 or not 1 <= self.n_action_steps <= self.chunk_size:
             raise ValueError(f"need chunk_size >= 1 and 1 <= n_action_steps <= chunk_size "
                              f"(got {self.chunk_size}, {self.n_action_steps})")
+        if self.apt.stage and self.head not in ("pi0", "gr00t"):
+            raise ValueError(f"apt.stage={self.apt.stage} needs a flow-matching action expert (head=pi0 or "
+                             f"head=gr00t), not head={self.head}")
         if "{task}" not in self.prompt:
             raise ValueError(f"prompt must contain {{task}} (the instruction), got {self.prompt!r}")
 

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vlm2vla.policies.action_head import ActionHead, Prefix
+from vlm2vla.policies.apt import LayerSlot, load_prior
 from vlm2vla.policies.flow_matching import euler_integrate, noisy_actions, sample_time, time_embedding
 
 
@@ -103,9 +104,17 @@ class StateActionEncoder(nn.Module):
 
 
 class FlowMatchingExpert(ActionHead):
-    """An action head trained by flow matching; subclasses define `encode_prefix` and `velocity`."""
+    """An action head trained by flow matching; subclasses define `encode_prefix` and `velocity`.
+
+    Subclasses build their layer stack from `apt.layer_plan` (stored as `plan`) in a ModuleList named
+    `stack_name`, so APT's stage-1 weights can be moved into a stage-2 expert (`load_prior`).
+    """
 
     num_queries = 0
+    stack_name = "layers"
+    plan: list[LayerSlot]
+    # Skip APT's inserted layers in `velocity` (a diagnostic: what the stage-1 layers alone predict).
+    bypass_inserted = False
 
     @property
     @abc.abstractmethod
@@ -122,6 +131,14 @@ class FlowMatchingExpert(ActionHead):
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def load_prior(self, prior_state: dict[str, torch.Tensor], source: str) -> list[str]:
+        """Load an APT stage-1 expert's weights into this stage-2 expert (see `apt.load_prior`).
+
+        Returns:
+            The parameters left freshly initialised (the inserted layers and the fusion).
+        """
+        return load_prior(self, self.stack_name, prior_state, source)
 
     def loss(self, backbone: Any, prefix: Prefix, actions: torch.Tensor, action_is_pad: torch.Tensor
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -11,7 +11,9 @@
 Zero-initialised gates make every block start as the identity (DiT's AdaLN-zero), so at initialisation
 the output does not depend on the VLM yet and no gradient reaches the backbone; that changes after the
 first optimiser step opens the gates. The features do not depend on the flow time, so `predict` computes
-them once per observation. `mask_language` is a plain attribute that APT switches between stages.
+them once per observation. Under APT (`config.apt`, policies/apt.py) the blocks follow `layer_plan`; an
+inserted block cross-attends to g * features + (1 - g) * proj(the VLM hidden state at its own depth).
+Inserted blocks start as the identity (AdaLN-zero), so a stage-2 expert starts as its stage-1 prior.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vlm2vla.policies.action_head import BackboneDims, Prefix
+from vlm2vla.policies.apt import GatedFusion, layer_plan, zero_outputs
 from vlm2vla.policies.configuration import VLAConfig
 from vlm2vla.policies.flow_expert import FlowMatchingExpert, StateActionEncoder, prefix_key_mask
 from vlm2vla.policies.flow_matching import time_embedding
@@ -89,18 +92,27 @@ class DiTBlock(nn.Module):
 class Gr00tExpert(FlowMatchingExpert):
     """GR00T-style action expert (see the module docstring)."""
 
+    stack_name = "blocks"
+
     def __init__(self, config: VLAConfig, dims: BackboneDims) -> None:
         super().__init__(config, dims)
-        options = config.gr00t
+        options, apt = config.gr00t, config.apt
         self.width = width = dit_width(options.width, dims.hidden_size, options.num_heads)
-        self.mask_language = options.mask_language
+        self.mask_language = options.mask_language or apt.stage == 1
+        self.plan = layer_plan(apt.stage, options.num_layers, dims.num_layers)
         self.feature_layer = options.feature_layer
         self.feature_proj = nn.Sequential(nn.LayerNorm(dims.hidden_size), nn.Linear(dims.hidden_size, width))
         self.tokens = StateActionEncoder(config.state_dim, config.action_dim, width)
         self.positions = nn.Parameter(torch.randn(self.tokens.num_state_tokens + config.chunk_size, width) * 0.02)
         self.time_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         mlp_hidden = int(round(options.mlp_ratio * width))
-        self.blocks = nn.ModuleList(DiTBlock(width, options.num_heads, mlp_hidden) for _ in range(options.num_layers))
+        self.blocks = nn.ModuleList(DiTBlock(width, options.num_heads, mlp_hidden) for _ in self.plan)
+        inserted = sum(slot.inserted for slot in self.plan)
+        self.fusion = GatedFusion(inserted, dims.hidden_size, width, apt.gate_init) if inserted else None
+        if apt.zero_init_inserted:  # AdaLN-zero already starts every block as the identity; said explicitly here
+            for slot, block in zip(self.plan, self.blocks, strict=True):
+                if slot.inserted:
+                    zero_outputs(block, ("ada",))
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Linear(width, 2 * width)
         nn.init.zeros_(self.final_ada.weight)
@@ -112,24 +124,32 @@ class Gr00tExpert(FlowMatchingExpert):
         """options.num_steps (GR00T N1: 4)."""
         return self.config.gr00t.num_steps
 
-    def encode_prefix(self, backbone: Any, prefix: Prefix) -> dict[str, torch.Tensor]:
-        """One VLM forward; project the chosen layer's hidden states.
+    def encode_prefix(self, backbone: Any, prefix: Prefix) -> dict[str, Any]:
+        """One VLM forward; project the chosen layer's hidden states (and fuse the inserted blocks' streams).
 
         Returns:
-            {"features": [B, L, w], "keep": [B, L] bool visible prefix tokens}.
+            {"features": [B, L, w], "fused": {stack position: [B, L, w]} of the inserted blocks, "keep":
+            [B, L] bool visible prefix tokens}.
         """
-        hidden = backbone.hidden_states(prefix.batch)[self.feature_layer]
+        hidden = backbone.hidden_states(prefix.batch)
         device = self._device()
-        features = self.feature_proj(hidden.to(device, self.positions.dtype))
-        return {"features": features, "keep": prefix_key_mask(prefix, self.mask_language, device)}
+        features = self.feature_proj(hidden[self.feature_layer].to(device, self.positions.dtype))
+        fused = {}
+        inserted = [(pos, slot) for pos, slot in enumerate(self.plan) if slot.inserted]
+        for k, (pos, slot) in enumerate(inserted):
+            fused[pos] = self.fusion(k, features, hidden[slot.vlm_layer + 1].to(device))
+        return {"features": features, "fused": fused, "keep": prefix_key_mask(prefix, self.mask_language, device)}
 
     def velocity(self, context: dict[str, torch.Tensor], prefix: Prefix, x_t: torch.Tensor, t: torch.Tensor
                  ) -> torch.Tensor:
         """Predicted velocity [B, T, A] of x_t [B, T, A] at times t [B], from the projected VLM features."""
         x = self.tokens(prefix.state, x_t, t) + self.positions
         cond = self.time_mlp(time_embedding(t, self.width).to(x.dtype))
-        for block in self.blocks:
-            x = block(x, cond, context["features"], context["keep"])
+        for pos, (slot, block) in enumerate(zip(self.plan, self.blocks, strict=True)):
+            if slot.inserted and self.bypass_inserted:
+                continue
+            features = context["fused"][pos] if slot.inserted else context["features"]
+            x = block(x, cond, features, context["keep"])
         shift, scale = self.final_ada(F.silu(cond)).chunk(2, dim=-1)
         x = _modulate(self.final_norm(x), shift, scale)
         return self.action_out(x)[:, self.tokens.num_state_tokens:]

@@ -13,8 +13,9 @@ the prefix and itself, action tokens see the prefix, the state and each other. T
 expert, so its keys/values are computed once per observation and reused at every Euler step.
 
 Expert layer j reads VLM layer `vlm_layer_map(n, N)[j]`, evenly spaced over the VLM (first and last VLM
-layer included); each layer keeps its `vlm_layer`, so APT can insert layers and choose their source.
-`mask_language` is a plain attribute that APT switches between stages.
+layer included). Under APT (`config.apt`, policies/apt.py) the stack follows `layer_plan`: stage-1
+layers keep the VLM layer they read in stage 2, and each inserted layer reads its VLM layer's keys/values
+gated with a projection of that layer's output hidden state.
 """
 
 from __future__ import annotations
@@ -26,23 +27,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from vlm2vla.policies.action_head import BackboneDims, Prefix
+from vlm2vla.policies.apt import GatedFusion, layer_plan, zero_outputs
 from vlm2vla.policies.configuration import VLAConfig
 from vlm2vla.policies.flow_expert import FlowMatchingExpert, StateActionEncoder, SwiGLU, prefix_key_mask
-
-
-def vlm_layer_map(num_expert_layers: int, num_vlm_layers: int) -> list[int]:
-    """Which VLM layer each expert layer reads: evenly spaced, first to last (one expert layer: the last).
-
-    Args:
-        num_expert_layers: n >= 1.
-        num_vlm_layers: N >= 1.
-
-    Returns:
-        n VLM layer indices, e.g. n=2, N=4 -> [0, 3]; n=N -> [0, ..., N-1].
-    """
-    if num_expert_layers == 1:
-        return [num_vlm_layers - 1]
-    return [round(j * (num_vlm_layers - 1) / (num_expert_layers - 1)) for j in range(num_expert_layers)]
 
 
 def expert_width(width_ratio: float, hidden_size: int, multiple: int = 8) -> int:
@@ -132,18 +119,27 @@ class Pi0ExpertLayer(nn.Module):
 class Pi0Expert(FlowMatchingExpert):
     """pi0-style action expert (see the module docstring); width round(width_ratio * D) to a multiple of 8."""
 
+    stack_name = "layers"
+
     def __init__(self, config: VLAConfig, dims: BackboneDims) -> None:
         super().__init__(config, dims)
-        options = config.pi0
+        options, apt = config.pi0, config.apt
         self.width = expert_width(options.width_ratio, dims.hidden_size)
-        self.mask_language = options.mask_language
-        n = options.num_layers or dims.num_layers
+        self.mask_language = options.mask_language or apt.stage == 1
+        self.plan = layer_plan(apt.stage, options.num_layers or dims.num_layers, dims.num_layers)
         mlp_hidden = int(round(options.mlp_ratio * self.width))
         self.tokens = StateActionEncoder(config.state_dim, config.action_dim, self.width)
-        self.layers = nn.ModuleList(Pi0ExpertLayer(self.width, dims, mlp_hidden, m)
-                                    for m in vlm_layer_map(n, dims.num_layers))
+        self.layers = nn.ModuleList(Pi0ExpertLayer(self.width, dims, mlp_hidden, slot.vlm_layer) for slot in self.plan)
         self.norm = nn.RMSNorm(self.width, eps=1e-6)
         self.action_out = nn.Linear(self.width, config.action_dim)
+        inserted = [pos for pos, slot in enumerate(self.plan) if slot.inserted]
+        # APT stage 2: the inserted layers read keys/values mixed, per K/V channel, with a projection of
+        # the VLM's hidden state (one gate for keys and values)
+        self.fusion = GatedFusion(len(inserted), dims.hidden_size, dims.num_key_value_heads * dims.head_dim,
+                                  apt.gate_init, parts=2) if inserted else None
+        if apt.zero_init_inserted:
+            for pos in inserted:
+                zero_outputs(self.layers[pos], ("o", "mlp.down"))
 
     @property
     def default_num_steps(self) -> int:
@@ -151,22 +147,55 @@ class Pi0Expert(FlowMatchingExpert):
         return self.config.pi0.num_steps
 
     def encode_prefix(self, backbone: Any, prefix: Prefix) -> dict[str, Any]:
-        """One VLM forward with use_cache=True.
+        """One VLM forward with use_cache=True (and its hidden states when inserted layers fuse them).
 
         Returns:
-            {"kv": {vlm layer: (keys, values) [B, KV, L, head_dim]}, "keep": [B, L] bool visible prefix
-            tokens, "rotary": (cos, sin) [B, T, head_dim] at the expert tokens' positions}.
+            {"kv": {vlm layer: (keys, values) [B, KV, L, head_dim]}, "fused": {stack position: (keys,
+            values)} of the inserted layers, "keep": [B, L] bool visible prefix tokens, "rotary": (cos,
+            sin) [B, T, head_dim] at the expert tokens' positions}.
         """
         batch = {k: v for k, v in prefix.batch.items() if k != "labels"}
-        cache = backbone(batch, use_cache=True).past_key_values
-        wanted = {layer.vlm_layer for layer in self.layers}
+        out = backbone(batch, use_cache=True, output_hidden_states=self.fusion is not None)
+        cache = out.past_key_values
+        wanted = {slot.vlm_layer for slot in self.plan if not slot.inserted}
         kv = {i: (cache.layers[i].keys, cache.layers[i].values) for i in wanted}
-        keep = prefix_key_mask(prefix, self.mask_language, self._device())
-        # expert tokens take positions L, L+1, ... right after the prefix
+        device = self._device()
+        keep = prefix_key_mask(prefix, self.mask_language, device)
         b, length = keep.shape
         n = self.tokens.num_state_tokens + self.config.chunk_size
-        positions = torch.arange(length, length + n, device=keep.device).expand(b, n)
-        return {"kv": kv, "keep": keep, "rotary": rotary_tables(backbone, positions, self.dims.head_dim)}
+        start = torch.full((b,), length, device=device)
+        if self.mask_language:
+            # Expert tokens follow the last visible token instead of the hidden instruction, so their
+            # rotary offsets to the image tokens do not tell the instruction's length (or the padding it
+            # causes in a batch).
+            language = prefix.language_mask.to(device).bool()
+            start = torch.where(language.any(dim=1), language.int().argmax(dim=1), start)
+        positions = start[:, None] + torch.arange(n, device=device)
+        fused = self._fuse(backbone, cache, out.hidden_states, length) if self.fusion is not None else {}
+        rotary = rotary_tables(backbone, positions, self.dims.head_dim)
+        return {"kv": kv, "fused": fused, "keep": keep, "rotary": rotary}
+
+    def _fuse(self, backbone: Any, cache: Any, hidden: tuple[torch.Tensor, ...], length: int
+              ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """Keys/values of each inserted layer: g * (VLM K/V) + (1 - g) * projected hidden state.
+
+        The projected keys are rotated at the prefix rows' positions 0..L-1 (the VLM's own for 1-D RoPE)
+        before mixing, so both parts carry the key's position.
+        """
+        kv_heads, head_dim = self.dims.num_key_value_heads, self.dims.head_dim
+        b = hidden[0].shape[0]
+        rows = torch.arange(length, device=hidden[0].device).expand(b, length)
+        cos, sin = rotary_tables(backbone, rows, head_dim)
+        fused = {}
+        inserted = [(pos, slot) for pos, slot in enumerate(self.plan) if slot.inserted]
+        for k, (pos, slot) in enumerate(inserted):
+            layer = cache.layers[slot.vlm_layer]
+            projected = self.fusion.project(k, hidden[slot.vlm_layer + 1])  # [B, L, 2 * KV * hd]
+            pk, pv = projected.view(b, length, 2, kv_heads, head_dim).permute(2, 0, 3, 1, 4)
+            pk = _apply_rotary(pk, cos.to(pk.dtype), sin.to(pk.dtype))
+            g = self.fusion.gate(k).view(kv_heads, 1, head_dim)
+            fused[pos] = (g * layer.keys.to(g.dtype) + (1 - g) * pk, g * layer.values.to(g.dtype) + (1 - g) * pv)
+        return fused
 
     def _attention_mask(self, keep: torch.Tensor, num_tokens: int) -> torch.Tensor:
         """[B, 1, T, L + T] bool: visible prefix tokens, then pi0's block-causal pattern among expert tokens."""
@@ -181,6 +210,9 @@ class Pi0Expert(FlowMatchingExpert):
         """Predicted velocity [B, T, A] of x_t [B, T, A] at times t [B], from the cached prefix K/V."""
         x = self.tokens(prefix.state, x_t, t)
         mask = self._attention_mask(context["keep"], x.shape[1])
-        for layer in self.layers:
-            x = layer(x, context["kv"][layer.vlm_layer], context["rotary"], mask)
+        for pos, (slot, layer) in enumerate(zip(self.plan, self.layers, strict=True)):
+            if slot.inserted and self.bypass_inserted:
+                continue
+            kv = context["fused"][pos] if slot.inserted else context["kv"][slot.vlm_layer]
+            x = layer(x, kv, context["rotary"], mask)
         return self.action_out(self.norm(x))[:, self.tokens.num_state_tokens:]

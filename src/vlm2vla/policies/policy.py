@@ -31,6 +31,7 @@ from vlm2vla.backbones.backbone import VLMBackbone
 from vlm2vla.config import config_to_dict
 from vlm2vla.fileio import atomic_dir, atomic_write_json
 from vlm2vla.policies.action_head import ActionHead, BackboneDims, Prefix, build_head
+from vlm2vla.policies.apt import first_difference
 from vlm2vla.policies.collate import ACTION_KEY, STATE_KEY, VLACollator
 from vlm2vla.policies.configuration import VLAConfig
 from vlm2vla.policies.errors import PolicyCheckpointError, PolicyInputError
@@ -216,6 +217,71 @@ class VLAPolicy(nn.Module):
                 raise PolicyCheckpointError(f"{root / WEIGHTS_FILE} does not fit the {config.head} head its "
                                             f"config describes: {err}") from err
         return policy.eval()
+
+
+    def load_apt_prior(self, path: str | Path) -> dict[str, Any]:
+        """Start this APT stage-2 policy's expert from a stage-1 policy's expert (policies/apt.py).
+
+        Stage-1 layer k goes to stage-2 layer 2k; the inserted layers and the fusion keep their fresh
+        initialisation. The stage-1 policy must be an APT stage-1 policy of the same expert type and
+        shapes, trained against this policy's VLM (same architecture and weights).
+
+        Args:
+            path: a stage-1 policy folder, or a train-policy run directory holding one in policy/.
+
+        Returns:
+            {"stage1": the folder read, "fresh_parameters": how many parameters were left freshly initialised}.
+
+        Raises:
+            PolicyCheckpointError: this policy is not APT stage 2, or the folder is no stage-1 policy of
+                the same expert style, shapes and VLM; the message names both sides.
+        """
+        if self.config.apt.stage != 2:
+            raise PolicyCheckpointError(f"only an APT stage-2 policy starts from a stage-1 prior; this one has "
+                                        f"policy.apt.stage={self.config.apt.stage}")
+        root = Path(path)
+        if not (root / CONFIG_FILE).is_file() and (root / "policy" / CONFIG_FILE).is_file():
+            root = root / "policy"
+        if not (root / CONFIG_FILE).is_file():
+            raise PolicyCheckpointError(f"apt.stage1={path} holds no policy ({root / CONFIG_FILE} is missing): pass "
+                                        "the stage-1 run's policy/ folder (or its run directory)")
+        prior = config_from_dict(json.loads((root / CONFIG_FILE).read_text())["config"])
+        if prior.apt.stage != 1:
+            kind = "a plain expert (apt.stage=0)" if prior.apt.stage == 0 else "an APT stage-2 policy (apt.stage=2)"
+            raise PolicyCheckpointError(f"{root} holds {kind}, but stage 2 starts from a stage-1 policy "
+                                        f"(policy.apt.stage=1): pass the stage-1 run's policy instead")
+        if prior.head != self.config.head:
+            raise PolicyCheckpointError(f"{root} holds a stage-1 {prior.head} expert, but this run trains "
+                                        f"policy.head={self.config.head}: the expert styles must match")
+        differences = _expert_differences(prior, self.config)
+        if differences:
+            raise PolicyCheckpointError(f"the stage-1 policy {root} has another expert shape than this stage-2 "
+                                        f"config: {'; '.join(differences)} (stage 1 vs here)")
+        prior_vlm = VLMBackbone.from_pretrained(str(root / BACKBONE_DIR), local_files_only=True)
+        difference = first_difference(prior_vlm.model, self.backbone.model)
+        if difference:
+            raise PolicyCheckpointError(
+                f"the stage-1 policy {root} was trained against another VLM ({prior_vlm.name_or_path}) than this "
+                f"run's model ({self.backbone.name_or_path}): {difference}. Stage 2 reads the VLM the prior "
+                f"was trained against: set model={root / BACKBONE_DIR}, or train stage 1 on this model")
+        del prior_vlm
+        tensors = load_file(str(root / WEIGHTS_FILE))
+        fresh = self.head.load_prior({k.removeprefix("head."): v for k, v in tensors.items()
+                                      if k.startswith("head.")}, str(root / WEIGHTS_FILE))
+        own = dict(self.head.named_parameters())
+        return {"stage1": str(root), "fresh_parameters": sum(own[k].numel() for k in fresh if k in own)}
+
+
+def _expert_differences(prior: VLAConfig, config: VLAConfig) -> list[str]:
+    """The settings that shape the expert and differ between a stage-1 config and a stage-2 config."""
+    options = config.head  # "pi0" or "gr00t": the options block of the expert
+    ignore = {"mask_language", "num_steps"}  # stage 1 masks anyway; Euler steps are an inference setting
+    a, b = config_to_dict(getattr(prior, options)), config_to_dict(getattr(config, options))
+    out = [f"{options}.{k}: {a[k]} vs {b[k]}" for k in a if k not in ignore and a[k] != b[k]]
+    for name in ("action_dim", "state_dim", "chunk_size"):
+        if getattr(prior, name) != getattr(config, name):
+            out.append(f"{name}: {getattr(prior, name)} vs {getattr(config, name)}")
+    return out
 
 
 def check_dataset(config: VLAConfig, features: dict[str, dict], source: str) -> None:

@@ -11,11 +11,17 @@ train_policy_config.py.
 
 The policy's loss is its mean over the batch, so each micro-batch weighs 1 (driver.py): the step's
 gradient is the mean over its micro-batches, and DDP averages over processes.
+
+APT (train_policy_config.APTTraining): a stage-2 run loads its stage-1 prior into the expert before
+training, or first trains one as its own run in <run_dir>/stage1; the manifest's metrics.apt says which
+stage the run trained and where its expert started.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +32,7 @@ from vlm2vla.runs import Run
 from vlm2vla.training import policy_data
 from vlm2vla.training.driver import Session, TaskSetup, build, train
 from vlm2vla.training.model_setup import add_lora, count_parameters
-from vlm2vla.training.train_policy_config import TrainPolicyConfig
+from vlm2vla.training.train_policy_config import STAGE1_DIR, APTTraining, TrainPolicyConfig
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +79,13 @@ class PolicyTask:
         self.val_dataset = val_set
         self.val_indices = policy_data.validation_indices(len(val_set), cfg.val_max_samples) if val_set else []
         self.parameters = {**count_parameters(self.policy), "new": self.policy.head.new_parameter_count()}
+        inputs = {"data": cfg.data, "model": cfg.model}
+        apt = apt_record(cfg, self.policy)
+        if apt.get("stage1"):
+            inputs["stage1"] = apt["stage1"]
         return TaskSetup(
-            model=self.policy, dataset=train_set, collator=self.policy.collator(),
-            inputs={"data": cfg.data, "model": cfg.model},
-            metrics={"parameters": self.parameters, "train_episodes": len(train_eps) - len(bad_train),
+            model=self.policy, dataset=train_set, collator=self.policy.collator(), inputs=inputs,
+            metrics={"parameters": self.parameters, "apt": apt, "train_episodes": len(train_eps) - len(bad_train),
                      "val_episodes": len(val_eps) - len(bad_val), "train_frames": len(train_set),
                      "skipped_episodes": len(bad), "skipped": {str(e): reason for e, reason in sorted(bad.items())}})
 
@@ -159,7 +168,7 @@ def build_policy(cfg: TrainPolicyConfig, reader: Any) -> tuple[Any, Any]:
                              seed=cfg.seed)
     policy = VLAPolicy.build(cfg.policy, backbone, reader.stats)
     # Freeze first: `freeze` names base weights, and LoRA adapters (added after) always train.
-    if "vlm" in cfg.freeze:
+    if "vlm" in cfg.freeze or (cfg.policy.apt.stage and cfg.apt.freeze_vlm):
         backbone.requires_grad_(False)
     else:
         backbone.freeze(cfg.freeze)
@@ -170,17 +179,64 @@ def build_policy(cfg: TrainPolicyConfig, reader: Any) -> tuple[Any, Any]:
 def train_policy(cfg: TrainPolicyConfig, run: Run, stop_after: int | None = None) -> dict[str, Any]:
     """Train (or resume training) a VLA policy as `cfg` describes, into `run.dir`.
 
+    With policy.apt.stage=2 and apt.stage1_steps, the stage-1 prior is trained first as its own run in
+    <run_dir>/stage1 (skipped once complete) and this run starts from its policy.
+
     Args:
         cfg: the run's settings.
         run: the open run directory.
-        stop_after: stop with a checkpoint once this many steps are done (to split a run into jobs);
-            None trains to the end, validates and writes the final policy.
+        stop_after: stop with a checkpoint once this many steps are done (to split a run into jobs; each
+            APT stage counts its own steps); None trains to the end, validates and writes the final policy.
 
     Returns:
         Final metrics (also in the manifest): steps, final loss, validation figures, parameter counts,
         wall time; or {"step", "stopped_early"} when stopped early.
     """
+    if cfg.apt.stage1_steps:
+        prior_cfg = stage1_config(cfg)
+        prior_dir = Path(prior_cfg.run_dir)
+        if not _complete(prior_dir):
+            log.info("APT stage 1: %d steps into %s", cfg.apt.stage1_steps, prior_dir)
+            result = train(build_session(prior_cfg, Run.open(prior_dir, "train-policy", prior_cfg)), stop_after)
+            if result.get("stopped_early"):
+                return {**result, "apt_stage": 1}
+        cfg = replace(cfg, apt=replace(cfg.apt, stage1_steps=0, stage1=str(prior_dir / "policy")))
+        log.info("APT stage 2 from %s", cfg.apt.stage1)
     return train(build_session(cfg, run), stop_after)
+
+
+def stage1_config(cfg: TrainPolicyConfig) -> TrainPolicyConfig:
+    """The settings of the stage-1 run a sequenced APT run trains first: the same run with stage 1's layout,
+    length and learning rate, in <run_dir>/stage1."""
+    return replace(cfg, run_dir=str(Path(cfg.run_dir) / STAGE1_DIR),
+                   policy=replace(cfg.policy, apt=replace(cfg.policy.apt, stage=1)),
+                   optim=replace(cfg.optim, max_steps=cfg.apt.stage1_steps, lr=cfg.apt.stage1_lr or cfg.optim.lr),
+                   apt=APTTraining(freeze_vlm=cfg.apt.freeze_vlm))
+
+
+def apt_record(cfg: TrainPolicyConfig, policy: Any) -> dict[str, Any]:
+    """What the manifest says about APT: the stage this run trains and where its expert started.
+
+    Loads the stage-1 prior into a stage-2 policy as a side effect (before any checkpoint is resumed,
+    which then overrides it).
+    """
+    stage = cfg.policy.apt.stage
+    record: dict[str, Any] = {"stage": stage}
+    if stage == 2 and cfg.apt.stage1:
+        record.update(policy.load_apt_prior(cfg.apt.stage1), init="stage1")
+    elif stage == 2:
+        record["init"] = "random"  # the joint baseline: the stage-2 architecture trained in one stage
+        log.warning("APT stage 2 without a stage-1 prior (apt.stage1 / apt.stage1_steps): the expert starts from "
+                    "random weights, as the joint baseline does")
+    if stage:
+        record["vlm_frozen"] = bool(cfg.apt.freeze_vlm or "vlm" in cfg.freeze)
+    return record
+
+
+def _complete(run_dir: Path) -> bool:
+    manifest = run_dir / "manifest.json"
+    return manifest.is_file() and json.loads(manifest.read_text()).get("status") == "complete" and \
+        (run_dir / "policy").is_dir()
 
 
 def build_session(cfg: TrainPolicyConfig, run: Run) -> Session:

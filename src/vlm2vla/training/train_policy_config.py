@@ -4,6 +4,13 @@
     vlm2vla train-policy model=runs/midtrain/model policy.head=pi0 freeze=[vlm] optim.lr=1e-4
     vlm2vla train-policy init=scratch run_dir=runs/train-policy-scratch     # VLM4VLA's scratch baseline
     accelerate launch --num_processes 2 -m vlm2vla.cli train-policy ...    # or torchrun (DDP)
+    vlm2vla train-policy policy.head=pi0 policy.apt.stage=2 apt.stage1_steps=500   # APT: stage 1, then 2
+
+APT (policy.apt.stage, policies/apt.py): stage 1 trains the language-blind prior with the VLM frozen;
+stage 2 starts from a stage-1 policy (`apt.stage1`), or trains one first into <run_dir>/stage1
+(`apt.stage1_steps`: its own run, resumable, with the same settings but stage 1's layout and length),
+then inserts the fused layers and trains for optim's steps. Stage 2 without either is the joint baseline:
+the stage-2 architecture trained from random expert weights in one stage.
 
 One run: load the backbone (pretrained weights, or the same architecture randomly initialised), add
 LoRA / freeze groups, build the policy around it with the dataset's normalisation stats, check that
@@ -38,6 +45,28 @@ from vlm2vla.training.next_token_config import MOVED_FIELDS
 from vlm2vla.training.optim import OptimConfig
 
 INITS = ("pretrained", "scratch")
+STAGE1_DIR = "stage1"
+
+
+@dataclass(frozen=True)
+class APTTraining:
+    """How an APT run gets its stage-1 prior (policy.apt.stage says which layout this run trains)."""
+
+    # with policy.apt.stage=2: a finished stage-1 policy folder (or the train-policy run directory holding it)
+    stage1: str = ""
+    # with policy.apt.stage=2 and no stage1: train the prior first for this many steps, into <run_dir>/stage1
+    stage1_steps: int = 0
+    # peak learning rate of that stage-1 run (0 = optim.lr)
+    stage1_lr: float = 0.0
+    # keep the VLM frozen in both APT stages (the paper's recipe); false leaves it to `freeze` and `lora`
+    freeze_vlm: bool = True
+
+    def __post_init__(self) -> None:
+        if self.stage1_steps < 0 or self.stage1_lr < 0:
+            raise ValueError("apt.stage1_steps and apt.stage1_lr must be >= 0")
+        if self.stage1 and self.stage1_steps:
+            raise ValueError(f"set apt.stage1 (a trained stage-1 policy, got {self.stage1!r}) or apt.stage1_steps "
+                             f"(train one first, got {self.stage1_steps}), not both")
 # "vlm" freezes the whole backbone: only the action head (and LoRA adapters, if any) train.
 FREEZE_CHOICES = (*FREEZE_GROUPS, "vlm")
 
@@ -90,6 +119,8 @@ class TrainPolicyConfig:
     num_workers: int = 2
     # decode every frame once into RAM as uint8 before training (random-access video decoding is slow)
     cache_frames: bool = True
+    # APT: where stage 2 gets its stage-1 prior, and whether the VLM stays frozen
+    apt: APTTraining = field(default_factory=APTTraining)
     # also log to these when installed
     report_to: tuple[str, ...] = choice(*REPORTERS, default=())
     # show a progress bar (main process only)
@@ -106,5 +137,8 @@ class TrainPolicyConfig:
             raise ValueError(f"max_bad_episodes must be a fraction in [0, 1], got {self.max_bad_episodes}")
         if self.val_episodes >= 1 and self.val_episodes != int(self.val_episodes):
             raise ValueError(f"val_episodes must be a fraction < 1 or a whole count, got {self.val_episodes}")
+        if (self.apt.stage1 or self.apt.stage1_steps) and self.policy.apt.stage != 2:
+            raise ValueError(f"apt.stage1 / apt.stage1_steps start APT's stage 2 from a prior, but policy.apt.stage="
+                             f"{self.policy.apt.stage}; set policy.apt.stage=2")
         if not self.model or not self.data:
             raise ValueError("model (a VLM folder or hub id) and data (a LeRobotDataset folder) must be set")

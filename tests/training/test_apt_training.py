@@ -1,0 +1,83 @@
+"""`vlm2vla train-policy` with APT: stage 1 then stage 2 from one config, what the run directories record,
+and the settings that do not make an APT run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_train_policy import _backbone_weights, _config, _run, _write_dataset
+
+from vlm2vla.backbones import VLMBackbone
+
+APT_POLICY = {"head": "pi0", "chunk_size": 4, "n_action_steps": 2, "pi0": {"num_layers": 2}, "apt": {"stage": 2}}
+
+
+@pytest.fixture(scope="module")
+def apt_vlm(tmp_path_factory) -> Path:
+    from vlm2vla.backbones.random_models import build_family
+
+    texts = ["reach the red goal", "push the puck to the goal", "What action should the robot take to", "?"] * 20
+    return build_family("idefics3", tmp_path_factory.mktemp("apt_vlm"), texts=texts, image_size=32, vocab_size=200)
+
+
+@pytest.fixture(scope="module")
+def apt_data(tmp_path_factory) -> Path:
+    return _write_dataset(tmp_path_factory.mktemp("apt_robot") / "data")
+
+
+def _manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def _expert(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "policy" / "head.safetensors"))
+
+
+def test_one_config_runs_stage1_then_stage2(tmp_path, apt_vlm, apt_data):
+    run_dir = tmp_path / "apt"
+    cfg = _config(run_dir, apt_vlm, apt_data, policy=APT_POLICY, max_steps=2, apt={"stage1_steps": 3})
+    _run(cfg)
+    stage1 = run_dir / "stage1"
+    first, second = _manifest(stage1), _manifest(run_dir)
+    assert first["status"] == second["status"] == "complete"
+    assert first["config"]["policy"]["apt"]["stage"] == 1 and first["config"]["optim"]["max_steps"] == 3
+    assert first["metrics"]["apt"] == {"stage": 1, "vlm_frozen": True} and first["metrics"]["steps"] == 3
+    apt = second["metrics"]["apt"]
+    assert apt["stage"] == 2 and apt["init"] == "stage1" and apt["stage1"] == str(stage1 / "policy")
+    assert apt["fresh_parameters"] > 0 and second["inputs"]["stage1"] == str(stage1 / "policy")
+    # The VLM stayed frozen in both stages, and stage 2 started from the prior (2 AdamW steps of lr 1e-3 away).
+    vlm = VLMBackbone.from_pretrained(str(apt_vlm)).model.state_dict()
+    for folder in (stage1, run_dir):
+        weights = _backbone_weights(folder)
+        assert all(torch.equal(weights[k], vlm[k]) for k in weights if k in vlm)
+    prior, fused = _expert(stage1), _expert(run_dir)  # 1 layer, then 2: the prior's and an inserted one
+    assert not any(k.startswith("head.layers.1.") for k in prior) and "head.fusion.gate_logits" in fused
+    assert (fused["head.layers.0.q.weight"] - prior["head.layers.0.q.weight"]).abs().max() < 3e-3
+    assert (fused["head.layers.1.q.weight"] - prior["head.layers.0.q.weight"]).abs().max() > 0.05
+
+    # Re-running the finished run trains nothing again: stage 1 is not even reopened.
+    before = (stage1 / "manifest.json").read_text()
+    _run(cfg)
+    assert (stage1 / "manifest.json").read_text() == before
+    assert _manifest(run_dir)["metrics"]["steps"] == 2
+
+
+def test_stage2_without_a_prior_is_the_joint_baseline(tmp_path, apt_vlm, apt_data):
+    _run(_config(tmp_path / "joint", apt_vlm, apt_data, policy=APT_POLICY, max_steps=1))
+    apt = _manifest(tmp_path / "joint")["metrics"]["apt"]
+    assert apt == {"stage": 2, "init": "random", "vlm_frozen": True}
+    assert not (tmp_path / "joint" / "stage1").exists()
+
+
+def test_settings_that_are_no_apt_run(tmp_path, apt_vlm, apt_data):
+    plain = {**APT_POLICY, "apt": {"stage": 0}}
+    with pytest.raises(ValueError, match="set policy.apt.stage=2"):
+        _config(tmp_path / "x", apt_vlm, apt_data, policy=plain, apt={"stage1_steps": 3})
+    with pytest.raises(ValueError, match="not both"):
+        _config(tmp_path / "x", apt_vlm, apt_data, policy=APT_POLICY, apt={"stage1_steps": 3, "stage1": "runs/s1"})
+    with pytest.raises(ValueError, match="head=pi0 or head=gr00t"):
+        _config(tmp_path / "x", apt_vlm, apt_data, policy={**APT_POLICY, "head": "vlm4vla"})
