@@ -1,6 +1,6 @@
 """Does a trained grounded-suite policy read its instruction? Actions under the named target vs another one.
 
-    python results/apt-grounded/language_use.py TRAIN_RUN COLLECT_DIR [--frames 64] [--out language_use.json]
+    python results/apt/language_use.py TRAIN_RUN COLLECT_DIR [--frames 64] [--out language_use.json]
 
 On `--frames` demonstration frames spread evenly over the dataset, the policy predicts an action chunk for
 the canonical instruction naming the frame's target and for the canonical instruction naming each other

@@ -1,10 +1,10 @@
 """Tables of an APT experiment run (run.py): success per split and variant with its spread over seeds, the
 wrong-target rate, how much each policy reads its instruction, and what each stage cost.
 
-    python results/apt-grounded/summarize.py configs/experiments/apt_grounded.yaml [--root RUN_ROOT]
+    python results/apt/summarize.py configs/experiments/apt_grounded.yaml [--root RUN_ROOT]
 
-Copies each finished cell's small files to results/apt-grounded/<date the run started>/<cell>/ and writes
-summary.md there. Safe on a partial run: cells not run yet show as "-".
+Copies each finished cell's small files to results/apt/<config name>/<date the run started>/<cell>/ and
+writes summary.md there. Safe on a partial run: cells not run yet show as "-".
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import yaml
 from vlm2vla.evaluation.metrics import wilson_interval
 
 HERE = Path(__file__).resolve().parent
-SPLITS = ("seen", "unseen_paraphrase", "unseen_composition", "position")
 KEEP = {"train": ("config.yaml", "manifest.json"), "train/stage1": ("config.yaml", "manifest.json"),
         "eval": ("results.json", "per_task.csv"), ".": ("language_use.json",)}
 
@@ -77,15 +76,15 @@ def main() -> Path:
     root = Path(args.root or cfg["root"])
     pool = _json(root / "pool" / "manifest.json")
     started = pool["created"][:10] if pool else date.today().isoformat()
-    out = HERE / started
+    out = HERE / cfg["name"] / started
     out.mkdir(parents=True, exist_ok=True)
-    variants, heads, seeds = list(cfg["variants"]), cfg["heads"], cfg["seeds"]
+    variants, heads, seeds, splits = list(cfg["variants"]), cfg["heads"], cfg["seeds"], cfg["splits"]
     cells: dict[tuple[str, str, int], dict] = {}
     for head in heads:
         for variant in variants:
             for seed in seeds:
                 name = f"{head}-{variant}-s{seed}"
-                cell_dir = root / name
+                cell_dir = root / cfg["name"] / name
                 if not _complete(cell_dir / "eval"):
                     continue
                 for sub, files in KEEP.items():
@@ -99,23 +98,23 @@ def main() -> Path:
                     "language": _json(cell_dir / "language_use.json"),
                     "train": _json(cell_dir / "train" / "manifest.json"),
                     "stage1": _json(cell_dir / "train" / "stage1" / "manifest.json")}
-    collect = _json(root / "collect" / "collect_report.json")
-    lines = [f"# APT vs joint training on the grounded suite, run started {started}", "",
-             f"Produced by `python results/apt-grounded/run.py {args.config}` (the config lists every command). "
+    collect = _json(root / cfg["data"] / "collect_report.json")
+    lines = [f"# {cfg['title']}, run started {started}", "",
+             f"Produced by `python results/apt/run.py {args.config}` (the config lists every command). "
              f"Every variant: {cfg['steps']} expert steps in total, VLM frozen, final expert depth 4; APT spends "
              f"{cfg['stage1_fraction']:.0%} of the steps in stage 1. Evaluation episodes are the same for every "
              "cell (eval seed 0), so variants are compared on paired episodes.", "",
              "Cells: success rate as mean ± sd over the seeds done (pooled successes/episodes [95% Wilson "
              "interval]); wrong = a distractor reached its goal first (mean over seeds).", ""]
     if collect:
-        lines += [f"Demonstrations: {collect['episodes']} episodes ({collect['frames']} frames), seen split.", ""]
+        lines += [f"Demonstrations: {collect['episodes']} episodes ({collect['frames']} frames), {cfg['data']}.", ""]
     for head in heads:
-        lines += [f"## {head}", "", "| variant | seeds | " + " | ".join(SPLITS) + " |",
-                  "| --- | --- |" + " --- |" * len(SPLITS)]
+        lines += [f"## {head}", "", "| variant | seeds | " + " | ".join(splits) + " |",
+                  "| --- | --- |" + " --- |" * len(splits)]
         for variant in variants:
             done = [s for s in seeds if (head, variant, s) in cells]
             row = [_success_cell([cells[head, variant, s]["results"]["per_split"][split] for s in done
-                                  if split in cells[head, variant, s]["results"]["per_split"]]) for split in SPLITS]
+                                  if split in cells[head, variant, s]["results"]["per_split"]]) for split in splits]
             lines.append(f"| {variant} | {','.join(map(str, done)) or '-'} | " + " | ".join(row) + " |")
         lines.append("")
     lines += ["## Does the policy read the instruction?", "",

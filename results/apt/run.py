@@ -1,10 +1,11 @@
 """Run the APT experiment a config in configs/experiments/ describes, cell by cell, resumably.
 
-    python results/apt-grounded/run.py configs/experiments/apt_grounded.yaml [--root RUN_ROOT]
+    python results/apt/run.py configs/experiments/apt_grounded.yaml [--root RUN_ROOT]
         [--seeds 0 1] [--heads pi0] [--variants apt floor] [--dry-run]
 
-Every stage runs in its own directory under the root (<upstream name>, <head>-<variant>-s<seed>/train,
-.../eval); one whose manifest says "complete" is skipped and an interrupted one resumes, so the script
+Every stage runs in its own directory under the root: the upstream stages in <root>/<upstream key> (shared
+by the experiments that use the same root and command), the cells in <root>/<name>/<head>-<variant>-s<seed>/
+{train,eval}. A stage whose manifest says "complete" is skipped and an interrupted one resumes, so the script
 can be stopped and re-run at any point (also in another session). Cells run seed by seed. After each
 cell, language_use.py measures how much the policy's actions move when the instruction names another
 candidate, and summarize.py rewrites the tables. The command prefix is $VLM2VLA (default `vlm2vla`).
@@ -78,13 +79,14 @@ def main() -> None:
     summarize = [sys.executable, str(HERE / "summarize.py"), str(args.config), "--root", str(root)]
     chosen = cells(cfg, args.seeds or cfg["seeds"], args.heads or cfg["heads"], args.variants or list(cfg["variants"]))
     for cell in chosen:
-        cell_dir = root / cell["name"]
+        cell_dir = root / cfg["name"] / cell["name"]
         stage(cell["train"], cell_dir / "train", args.dry_run)
-        stage(cfg["eval"].format(run=cell_dir / "train"), cell_dir / "eval", args.dry_run)
+        splits = "[" + ",".join(cfg["splits"]) + "]"
+        stage(cfg["eval"].format(run=cell_dir / "train", splits=splits), cell_dir / "eval", args.dry_run)
         probe = cell_dir / "language_use.json"
-        if not probe.is_file() and not args.dry_run:
+        if cfg.get("language_probe_frames") and not probe.is_file() and not args.dry_run:
             subprocess.run([sys.executable, str(HERE / "language_use.py"), str(cell_dir / "train"),
-                            str(root / "collect"), "--frames", str(cfg["language_probe_frames"]),
+                            str(root / cfg["data"]), "--frames", str(cfg["language_probe_frames"]),
                             "--out", str(probe)], check=True)
         if not args.dry_run:
             subprocess.run(summarize, check=True)
