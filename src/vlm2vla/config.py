@@ -37,11 +37,16 @@ class ConfigError(ValueError):
     """A config file or override that cannot be turned into the stage's config."""
 
 
+# configs/experiments/ holds experiment configs (cells of several stages, read by their runner), not stage configs
+EXPERIMENTS_DIR = "experiments"
+
+
 def named_configs() -> list[str]:
-    """Names of the YAML configs shipped in configs/, e.g. "demo/collect"."""
+    """Names of the stage configs shipped in configs/, e.g. "demo/collect" (experiment configs left out)."""
     if not CONFIGS_DIR.is_dir():
         return []
-    return sorted(str(p.relative_to(CONFIGS_DIR).with_suffix("")) for p in CONFIGS_DIR.rglob("*.yaml"))
+    paths = (p.relative_to(CONFIGS_DIR) for p in CONFIGS_DIR.rglob("*.yaml"))
+    return sorted(str(p.with_suffix("")) for p in paths if p.parts[0] != EXPERIMENTS_DIR)
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:

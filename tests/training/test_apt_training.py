@@ -66,11 +66,17 @@ def test_one_config_runs_stage1_then_stage2(tmp_path, apt_vlm, apt_data):
     assert _manifest(run_dir)["metrics"]["steps"] == 2
 
 
-def test_stage2_without_a_prior_is_the_joint_baseline(tmp_path, apt_vlm, apt_data):
-    _run(_config(tmp_path / "joint", apt_vlm, apt_data, policy=APT_POLICY, max_steps=1))
-    apt = _manifest(tmp_path / "joint")["metrics"]["apt"]
-    assert apt == {"stage": 2, "init": "random", "vlm_frozen": True}
-    assert not (tmp_path / "joint" / "stage1").exists()
+@pytest.mark.parametrize("freeze_vlm", [True, False], ids=["vlm-frozen", "vlm-fine-tuned"])
+def test_stage2_without_a_prior_is_the_joint_baseline(tmp_path, apt_vlm, apt_data, freeze_vlm):
+    run_dir = tmp_path / "joint"
+    _run(_config(run_dir, apt_vlm, apt_data, policy=APT_POLICY, max_steps=2, apt={"freeze_vlm": freeze_vlm}))
+    apt = _manifest(run_dir)["metrics"]["apt"]
+    assert apt == {"stage": 2, "init": "random", "vlm_frozen": freeze_vlm}
+    assert not (run_dir / "stage1").exists()
+    vlm = VLMBackbone.from_pretrained(str(apt_vlm)).model.state_dict()
+    weights = _backbone_weights(run_dir)
+    unchanged = all(torch.equal(weights[k], vlm[k]) for k in weights if k in vlm)
+    assert unchanged == freeze_vlm
 
 
 def test_settings_that_are_no_apt_run(tmp_path, apt_vlm, apt_data):
