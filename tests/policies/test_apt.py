@@ -215,3 +215,13 @@ def test_stage2_config_round_trips(backbone):
     from vlm2vla.policies.policy import config_from_dict
 
     assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_gates_get_no_weight_decay(backbone):
+    from vlm2vla.training.optim import OptimConfig, build_optimizer
+
+    policy = _policy(backbone, "pi0", 2, gate_init=2.0)
+    optimizer = build_optimizer(policy.head, OptimConfig(weight_decay=0.1))
+    decayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert id(policy.head.fusion.gate_logits) not in decayed
+    assert id(policy.head.layers[1].q.weight) in decayed

@@ -76,12 +76,17 @@ def make_accelerator(optim: OptimConfig) -> Accelerator:
 
 
 def build_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over trainable parameters; biases and norm weights (1-D) get no weight decay."""
+    """AdamW over trainable parameters; biases, norm weights (1-D) and APT's gate logits get no weight decay."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not params:
         raise ValueError("Nothing to train: every parameter is frozen (check `freeze` and `lora`).")
-    decay = [p for _, p in params if p.ndim >= 2]
-    no_decay = [p for _, p in params if p.ndim < 2]
+
+    # Decay would pull a gate logit w toward 0 (g = 0.5) whatever its configured start.
+    def decays(name: str, p: torch.nn.Parameter) -> bool:
+        return p.ndim >= 2 and not name.endswith("gate_logits")
+
+    decay = [p for n, p in params if decays(n, p)]
+    no_decay = [p for n, p in params if not decays(n, p)]
     groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr, betas=tuple(optim.betas))
 
