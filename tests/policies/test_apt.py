@@ -140,6 +140,27 @@ def test_prior_weights_land_in_the_stage1_slots(backbone, head):
     assert not torch.allclose(_predict(prior, prefix), _predict(fused, prefix), atol=1e-3)
 
 
+def test_pi0_stage2_keeps_the_positions_stage1_learnt(backbone):
+    """Expert tokens sit at the same rotary positions in stage 1 (instruction hidden) and stage 2 (shown),
+    whatever the instruction's length; the plain expert keeps pi0's layout, right after the prompt."""
+    prior = _policy(backbone, "pi0", 1)
+    fused, plain = _stage2_from(prior), _policy(backbone, "pi0", 0)
+    short, long = (_prefix(prior, t) for t in (["place it left"], ["place the green block in the bin now"]))
+    cos = {name: [p.head.encode_prefix(backbone, pf)["rotary"][0] for pf in (short, long)]
+           for name, p in (("stage1", prior), ("stage2", fused), ("plain", plain))}
+    for stage1, stage2 in zip(cos["stage1"], cos["stage2"], strict=True):
+        assert torch.equal(stage1, stage2)
+    assert not torch.equal(cos["plain"][0], cos["stage1"][0])
+    length = short.batch["attention_mask"].shape[1]
+    assert torch.allclose(cos["plain"][0], _rotary_at(backbone, torch.arange(length, length + 5)), atol=1e-6)
+
+
+def _rotary_at(backbone, positions: torch.Tensor) -> torch.Tensor:
+    from vlm2vla.policies.pi0_expert import rotary_tables
+
+    return rotary_tables(backbone, positions[None], BackboneDims.of(backbone).head_dim)[0]
+
+
 @pytest.mark.parametrize("head", HEADS)
 def test_zero_initialised_inserted_layers_start_as_the_prior(backbone, head):
     prior = _policy(backbone, head, 1)

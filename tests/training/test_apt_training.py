@@ -79,11 +79,25 @@ def test_stage2_without_a_prior_is_the_joint_baseline(tmp_path, apt_vlm, apt_dat
     assert unchanged == freeze_vlm
 
 
+def test_a_sequenced_run_that_trains_the_vlm_goes_on_from_stage_1s_vlm(tmp_path, apt_vlm, apt_data):
+    run_dir = tmp_path / "apt"
+    _run(_config(run_dir, apt_vlm, apt_data, policy=APT_POLICY, max_steps=1,
+                 apt={"stage1_steps": 2, "freeze_vlm": False}))
+    stage1_vlm = run_dir / "stage1" / "policy" / "backbone"
+    manifest = _manifest(run_dir)
+    assert manifest["inputs"]["model"] == str(stage1_vlm) and manifest["metrics"]["apt"]["vlm_frozen"] is False
+    trained = _backbone_weights(run_dir / "stage1")
+    original = VLMBackbone.from_pretrained(str(apt_vlm)).model.state_dict()
+    assert not all(torch.equal(trained[k], original[k]) for k in trained if k in original)
+
+
 def test_settings_that_are_no_apt_run(tmp_path, apt_vlm, apt_data):
     plain = {**APT_POLICY, "apt": {"stage": 0}}
     with pytest.raises(ValueError, match="set policy.apt.stage=2"):
         _config(tmp_path / "x", apt_vlm, apt_data, policy=plain, apt={"stage1_steps": 3})
     with pytest.raises(ValueError, match="not both"):
         _config(tmp_path / "x", apt_vlm, apt_data, policy=APT_POLICY, apt={"stage1_steps": 3, "stage1": "runs/s1"})
+    with pytest.raises(ValueError, match="LoRA adapters would train it"):
+        _config(tmp_path / "x", apt_vlm, apt_data, policy=APT_POLICY, lora={"enabled": True})
     with pytest.raises(ValueError, match="head=pi0 or head=gr00t"):
         _config(tmp_path / "x", apt_vlm, apt_data, policy={**APT_POLICY, "head": "vlm4vla"})

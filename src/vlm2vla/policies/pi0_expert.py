@@ -163,17 +163,25 @@ class Pi0Expert(FlowMatchingExpert):
         keep = prefix_key_mask(prefix, self.mask_language, device)
         b, length = keep.shape
         n = self.tokens.num_state_tokens + self.config.chunk_size
-        start = torch.full((b,), length, device=device)
-        if self.mask_language:
-            # Expert tokens follow the last visible token instead of the hidden instruction, so their
-            # rotary offsets to the image tokens do not tell the instruction's length (or the padding it
-            # causes in a batch).
-            language = prefix.language_mask.to(device).bool()
-            start = torch.where(language.any(dim=1), language.int().argmax(dim=1), start)
-        positions = start[:, None] + torch.arange(n, device=device)
+        positions = self._start_positions(prefix, length, device)[:, None] + torch.arange(n, device=device)
         fused = self._fuse(backbone, cache, out.hidden_states, length) if self.fusion is not None else {}
         rotary = rotary_tables(backbone, positions, self.dims.head_dim)
         return {"kv": kv, "fused": fused, "keep": keep, "rotary": rotary}
+
+    def _start_positions(self, prefix: Prefix, length: int, device: torch.device) -> torch.Tensor:
+        """[B] position of each row's first expert token.
+
+        pi0's layout: right after the prompt (L). Under APT (both stages) the expert tokens sit
+        max_prompt_length positions after the instruction's first token instead: then in stage 1, with
+        the instruction hidden, their rotary offsets to the image tokens do not tell the instruction's
+        length (nor the padding it causes in a batch), and stage 2 keeps the offsets stage 1 learnt.
+        """
+        start = torch.full((prefix.language_mask.shape[0],), length, device=device)
+        if not self.config.apt.stage:
+            return start
+        language = prefix.language_mask.to(device).bool()
+        anchor = torch.where(language.any(dim=1), language.int().argmax(dim=1), start)
+        return anchor + self.config.max_prompt_length
 
     def _fuse(self, backbone: Any, cache: Any, hidden: tuple[torch.Tensor, ...], length: int
               ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:

@@ -278,7 +278,7 @@ def _expert_differences(prior: VLAConfig, config: VLAConfig) -> list[str]:
     ignore = {"mask_language", "num_steps"}  # stage 1 masks anyway; Euler steps are an inference setting
     a, b = config_to_dict(getattr(prior, options)), config_to_dict(getattr(config, options))
     out = [f"{options}.{k}: {a[k]} vs {b[k]}" for k in a if k not in ignore and a[k] != b[k]]
-    for name in ("action_dim", "state_dim", "chunk_size"):
+    for name in ("action_dim", "state_dim", "chunk_size", "cameras"):
         if getattr(prior, name) != getattr(config, name):
             out.append(f"{name}: {getattr(prior, name)} vs {getattr(config, name)}")
     return out

@@ -19,6 +19,7 @@ stage the run trained and where its expert started.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from dataclasses import replace
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 
 from vlm2vla.runs import Run
 from vlm2vla.training import policy_data
@@ -193,14 +194,26 @@ def train_policy(cfg: TrainPolicyConfig, run: Run, stop_after: int | None = None
         wall time; or {"step", "stopped_early"} when stopped early.
     """
     if cfg.apt.stage1_steps:
+        from vlm2vla.policies.policy import BACKBONE_DIR
+
         prior_cfg = stage1_config(cfg)
         prior_dir = Path(prior_cfg.run_dir)
+        PartialState().wait_for_everyone()  # every process decides on the same (rank 0's) stage-1 folder
         if not _complete(prior_dir):
             log.info("APT stage 1: %d steps into %s", cfg.apt.stage1_steps, prior_dir)
-            result = train(build_session(prior_cfg, Run.open(prior_dir, "train-policy", prior_cfg)), stop_after)
+            prior_run = Run.open(prior_dir, "train-policy", prior_cfg)
+            try:
+                result = train(build_session(prior_cfg, prior_run), stop_after)
+            except BaseException as err:
+                prior_run.fail(err)
+                raise
             if result.get("stopped_early"):
                 return {**result, "apt_stage": 1}
-        cfg = replace(cfg, apt=replace(cfg.apt, stage1_steps=0, stage1=str(prior_dir / "policy")))
+            gc.collect()  # the stage-1 session (model, optimizer, loader workers, frame cache) is gone
+        prior = prior_dir / "policy"
+        cfg = replace(cfg, apt=replace(cfg.apt, stage1_steps=0, stage1=str(prior)))
+        if not cfg.apt.freeze_vlm:  # stage 1 trained the VLM: stage 2 goes on from that VLM
+            cfg = replace(cfg, model=str(prior / BACKBONE_DIR), init="pretrained")
         log.info("APT stage 2 from %s", cfg.apt.stage1)
     return train(build_session(cfg, run), stop_after)
 

@@ -59,6 +59,7 @@ class APTTraining:
     # peak learning rate of that stage-1 run (0 = optim.lr)
     stage1_lr: float = 0.0
     # keep the VLM frozen in both APT stages (the paper's recipe); false leaves it to `freeze` and `lora`
+    # (a sequenced run's stage 2 then starts from the VLM stage 1 trained)
     freeze_vlm: bool = True
 
     def __post_init__(self) -> None:
@@ -140,5 +141,8 @@ class TrainPolicyConfig:
         if (self.apt.stage1 or self.apt.stage1_steps) and self.policy.apt.stage != 2:
             raise ValueError(f"apt.stage1 / apt.stage1_steps start APT's stage 2 from a prior, but policy.apt.stage="
                              f"{self.policy.apt.stage}; set policy.apt.stage=2")
+        if self.policy.apt.stage and self.apt.freeze_vlm and self.lora.enabled:
+            raise ValueError("APT keeps the VLM frozen (apt.freeze_vlm=true), but LoRA adapters would train it: set "
+                             "lora.enabled=false, or apt.freeze_vlm=false to adapt the VLM in both stages")
         if not self.model or not self.data:
             raise ValueError("model (a VLM folder or hub id) and data (a LeRobotDataset folder) must be set")
