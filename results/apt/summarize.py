@@ -3,24 +3,25 @@ wrong-target rate, how much each policy reads its instruction, and what each sta
 
     python results/apt/summarize.py configs/experiments/apt_grounded.yaml [--root RUN_ROOT]
 
-Copies each finished cell's small files to results/apt/<config name>/<date the run started>/<cell>/ and
-writes summary.md there. Safe on a partial run: cells not run yet show as "-".
+Copies each finished cell's small files from the run root to the config's `results` folder (with the
+upstream fingerprint: the VLM's weights and the demonstrations, see check_upstream), then writes
+summary.md there from everything stored, so cells stored by earlier sessions count. Safe on a partial
+run: cells not run yet show as "-".
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import statistics
-from datetime import date
 from pathlib import Path
 
 import yaml
 
 from vlm2vla.evaluation.metrics import wilson_interval
 
-HERE = Path(__file__).resolve().parent
 KEEP = {"train": ("config.yaml", "manifest.json"), "train/stage1": ("config.yaml", "manifest.json"),
         "eval": ("results.json", "per_task.csv"), ".": ("language_use.json",)}
 
@@ -67,38 +68,85 @@ def _samples_per_s(manifest: dict | None) -> str:
     return f"{wall / 60:.1f} min, {steps * batch / wall:.0f} samples/s"
 
 
+def upstream_fingerprint(cfg: dict, root: Path) -> dict[str, str]:
+    """sha256 of what every cell reads: the pretrained VLM's weights and the demonstrations' data files.
+
+    A later session regenerates the upstream stages (run directories are not kept); its cells are
+    comparable with the stored ones only when these match.
+    """
+    groups = {"vlm": sorted((root / "pretrain" / "model").glob("*.safetensors")),
+              "demonstrations": sorted((root / cfg["data"]).rglob("data/**/*.parquet"))}
+    out = {}
+    for name, files in groups.items():
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(path.read_bytes())
+        out[name] = f"{digest.hexdigest()} ({len(files)} files)"
+    return out
+
+
+def check_upstream(cfg: dict, root: Path, results: Path) -> None:
+    """Record the upstream fingerprint with the stored cells, or stop when it differs from the recorded one."""
+    path = results / "upstream.json"
+    now = upstream_fingerprint(cfg, root)
+    if not path.is_file():
+        results.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(now, indent=2) + "\n")
+        return
+    stored = json.loads(path.read_text())
+    if stored != now:
+        raise SystemExit(f"the upstream stages in {root} ({now}) differ from those the cells stored in {results} "
+                         f"were trained on ({stored}); their numbers would not be comparable. Start a new "
+                         f"results folder (the config's `results`), or restore the original upstream runs.")
+
+
+def store(cfg: dict, root: Path, results: Path) -> None:
+    """Copy the demonstrations' report and each finished cell's small files from the run root into the results
+    folder."""
+    report = root / cfg["data"] / "collect_report.json"
+    if report.is_file():
+        shutil.copy2(report, results / "collect_report.json")
+    for cell in cell_names(cfg):
+        cell_dir = root / cfg["name"] / cell
+        if not _complete(cell_dir / "eval"):
+            continue
+        for sub, files in KEEP.items():
+            for file in files:
+                if (cell_dir / sub / file).is_file():
+                    (results / cell / sub).mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(cell_dir / sub / file, results / cell / sub / file)
+
+
+def cell_names(cfg: dict) -> list[str]:
+    return [f"{h}-{v}-s{s}" for h in cfg["heads"] for v in cfg["variants"] for s in cfg["seeds"]]
+
+
 def main() -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path)
-    parser.add_argument("--root")
+    parser.add_argument("--root", help="the run root to copy finished cells from (default: the config's)")
+    parser.add_argument("--no-store", action="store_true", help="only rewrite summary.md from the stored cells")
     args = parser.parse_args()
     cfg = yaml.safe_load(args.config.read_text())
     root = Path(args.root or cfg["root"])
-    pool = _json(root / "pool" / "manifest.json")
-    started = pool["created"][:10] if pool else date.today().isoformat()
-    out = HERE / cfg["name"] / started
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg["results"])
+    if not args.no_store:
+        check_upstream(cfg, root, out)
+        store(cfg, root, out)
     variants, heads, seeds, splits = list(cfg["variants"]), cfg["heads"], cfg["seeds"], cfg["splits"]
     cells: dict[tuple[str, str, int], dict] = {}
     for head in heads:
         for variant in variants:
             for seed in seeds:
-                name = f"{head}-{variant}-s{seed}"
-                cell_dir = root / cfg["name"] / name
-                if not _complete(cell_dir / "eval"):
-                    continue
-                for sub, files in KEEP.items():
-                    for file in files:
-                        src = cell_dir / sub / file
-                        if src.is_file():
-                            (out / name / sub).mkdir(parents=True, exist_ok=True)
-                            shutil.copy2(src, out / name / sub / file)
-                cells[head, variant, seed] = {
-                    "results": _json(cell_dir / "eval" / "results.json"),
-                    "language": _json(cell_dir / "language_use.json"),
-                    "train": _json(cell_dir / "train" / "manifest.json"),
-                    "stage1": _json(cell_dir / "train" / "stage1" / "manifest.json")}
-    collect = _json(root / cfg["data"] / "collect_report.json")
+                stored = out / f"{head}-{variant}-s{seed}"
+                if (stored / "eval" / "results.json").is_file():
+                    cells[head, variant, seed] = {
+                        "results": _json(stored / "eval" / "results.json"),
+                        "language": _json(stored / "language_use.json"),
+                        "train": _json(stored / "train" / "manifest.json"),
+                        "stage1": _json(stored / "train" / "stage1" / "manifest.json")}
+    started = min((c["train"]["created"][:10] for c in cells.values() if c["train"]), default="not started")
+    collect = _json(out / "collect_report.json")
     lines = [f"# {cfg['title']}, run started {started}", "",
              f"Produced by `python results/apt/run.py {args.config}` (the config lists every command). "
              f"Every variant: {cfg['steps']} expert steps in total, VLM frozen, final expert depth 4; APT spends "
