@@ -132,6 +132,11 @@ class FlowMatchingExpert(ActionHead):
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def inserted_slots(self) -> list[tuple[int, LayerSlot]]:
+        """(stack position, slot) of APT's inserted layers, in order: the k-th reads fusion gate k."""
+        return [(pos, slot) for pos, slot in enumerate(self.plan) if slot.inserted]
+
     def load_prior(self, prior_state: dict[str, torch.Tensor], source: str) -> list[str]:
         """Load an APT stage-1 expert's weights into this stage-2 expert (see `apt.load_prior`).
 

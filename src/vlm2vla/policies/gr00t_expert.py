@@ -135,8 +135,7 @@ class Gr00tExpert(FlowMatchingExpert):
         device = self._device()
         features = self.feature_proj(hidden[self.feature_layer].to(device, self.positions.dtype))
         fused = {}
-        inserted = [(pos, slot) for pos, slot in enumerate(self.plan) if slot.inserted]
-        for k, (pos, slot) in enumerate(inserted):
+        for k, (pos, slot) in enumerate(self.inserted_slots):
             fused[pos] = self.fusion(k, features, hidden[slot.vlm_layer + 1].to(device))
         return {"features": features, "fused": fused, "keep": prefix_key_mask(prefix, self.mask_language, device)}
 

@@ -132,7 +132,7 @@ class Pi0Expert(FlowMatchingExpert):
         self.layers = nn.ModuleList(Pi0ExpertLayer(self.width, dims, mlp_hidden, slot.vlm_layer) for slot in self.plan)
         self.norm = nn.RMSNorm(self.width, eps=1e-6)
         self.action_out = nn.Linear(self.width, config.action_dim)
-        inserted = [pos for pos, slot in enumerate(self.plan) if slot.inserted]
+        inserted = [pos for pos, _ in self.inserted_slots]
         # APT stage 2: the inserted layers read keys/values mixed, per K/V channel, with a projection of
         # the VLM's hidden state (one gate for keys and values)
         self.fusion = GatedFusion(len(inserted), dims.hidden_size, dims.num_key_value_heads * dims.head_dim,
@@ -195,8 +195,7 @@ class Pi0Expert(FlowMatchingExpert):
         rows = torch.arange(length, device=hidden[0].device).expand(b, length)
         cos, sin = rotary_tables(backbone, rows, head_dim)
         fused = {}
-        inserted = [(pos, slot) for pos, slot in enumerate(self.plan) if slot.inserted]
-        for k, (pos, slot) in enumerate(inserted):
+        for k, (pos, slot) in enumerate(self.inserted_slots):
             layer = cache.layers[slot.vlm_layer]
             projected = self.fusion.project(k, hidden[slot.vlm_layer + 1])  # [B, L, 2 * KV * hd]
             pk, pv = projected.view(b, length, 2, kv_heads, head_dim).permute(2, 0, 3, 1, 4)
