@@ -55,3 +55,57 @@ def test_cells_are_valid_and_comparable(path, tmp_path):
     assert totals == {cfg["steps"]} and len(depths) == 1
     evaluation = _parse(cfg["eval"].format(run=tmp_path / "policy", splits="[" + ",".join(cfg["splits"]) + "]"))
     assert tuple(evaluation.splits) == tuple(cfg["splits"])
+
+
+def _summarize():
+    spec = importlib.util.spec_from_file_location("apt_summarize", ROOT / "results" / "apt" / "summarize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_root(root: Path, vlm_bytes: bytes) -> None:
+    (root / "pretrain" / "model").mkdir(parents=True)
+    (root / "pretrain" / "model" / "model.safetensors").write_bytes(vlm_bytes)
+    (root / "collect" / "data" / "chunk-000").mkdir(parents=True)
+    (root / "collect" / "data" / "chunk-000" / "file-000.parquet").write_bytes(b"demos")
+
+
+def _finish_cell(root: Path, cell: str) -> None:
+    (root / "exp" / cell / "eval").mkdir(parents=True)
+    (root / "exp" / cell / "eval" / "manifest.json").write_text('{"status": "complete"}')
+    (root / "exp" / cell / "eval" / "results.json").write_text("{}")
+
+
+def test_upstream_fingerprint_is_kept_per_seed(tmp_path):
+    """A session with another VLM may add seeds but not join a seed whose cells were trained on the old one."""
+    summarize = _summarize()
+    cfg = {"name": "exp", "data": "collect", "heads": ["pi0"], "variants": {"apt": "", "joint": ""},
+           "seeds": [0, 1]}
+    results = tmp_path / "results"
+    old, new = tmp_path / "old", tmp_path / "new"
+    _fake_root(old, b"vlm trained on machine A")
+    _fake_root(new, b"vlm trained on machine B")
+    _finish_cell(old, "pi0-apt-s0")
+    summarize.store(cfg, old, results, [0])
+    assert (results / "pi0-apt-s0" / "eval" / "results.json").is_file()
+    assert set(summarize.stored_upstream(results)) == {"0"}
+
+    with pytest.raises(SystemExit, match=r"seed\(s\) \[0\]"):
+        summarize.store(cfg, new, results, [0])
+    _finish_cell(new, "pi0-joint-s0")  # never stored: its seed belongs to the old VLM
+    _finish_cell(new, "pi0-apt-s1")
+    summarize.store(cfg, new, results, [1])
+    stored = summarize.stored_upstream(results)
+    assert stored["0"] != stored["1"]
+    assert stored["1"] == summarize.upstream_fingerprint(cfg, new)
+    assert not (results / "pi0-joint-s0").exists() and (results / "pi0-apt-s1").is_dir()
+    # a seed with no finished cell yet is not bound to this session's VLM
+    summarize.store(cfg, old, results, [2])
+    assert "2" not in summarize.stored_upstream(results)
+
+
+def test_single_fingerprint_of_the_first_sessions_reads_as_seed_0(tmp_path):
+    summarize = _summarize()
+    (tmp_path / "upstream.json").write_text('{"vlm": "a", "demonstrations": "b"}')
+    assert summarize.stored_upstream(tmp_path) == {"0": {"vlm": "a", "demonstrations": "b"}}

@@ -7,9 +7,10 @@ Every stage runs in its own directory under the root: the upstream stages in <ro
 by the experiments that use the same root and command), the cells in <root>/<name>/<head>-<variant>-s<seed>/
 {train,eval}. A stage whose manifest says "complete" is skipped and an interrupted one resumes, so the script
 can be stopped and re-run at any point. Finished cells are copied to the config's `results` folder
-(committed), and a cell stored there is not run again: a later session, whose run root is gone,
-regenerates the upstream stages, checks that they match the stored fingerprint, and runs only the
-cells still missing. Cells run seed by seed. After each
+(committed), and a cell stored there is not run again. A later session, whose run root is gone,
+regenerates the upstream stages; the fingerprint of the VLM and the demonstrations is kept per seed, and a
+seed whose stored cells were trained on another upstream is refused (see summarize.check_upstream), so
+run a seed's cells within one session. Cells run seed by seed. After each
 cell, language_use.py measures how much the policy's actions move when the instruction names another
 candidate, and summarize.py rewrites the tables. The command prefix is $VLM2VLA (default `vlm2vla`).
 """
@@ -79,11 +80,13 @@ def main() -> None:
         sys.exit(f"unknown variants {sorted(unknown)}; {args.config} has {sorted(cfg['variants'])}")
     for name, command in cfg["upstream"].items():
         stage(command.format(root=root), root / name, args.dry_run)
-    summarize = [sys.executable, str(HERE / "summarize.py"), str(args.config), "--root", str(root)]
+    seeds = cfg["seeds"] if args.seeds is None else args.seeds
+    summarize = [sys.executable, str(HERE / "summarize.py"), str(args.config), "--root", str(root),
+                 "--seeds", *map(str, seeds)]
     if not args.dry_run:
         subprocess.run(summarize, check=True)  # records the upstream fingerprint, or stops when it changed
     results = Path(cfg["results"])
-    chosen = cells(cfg, args.seeds or cfg["seeds"], args.heads or cfg["heads"], args.variants or list(cfg["variants"]))
+    chosen = cells(cfg, seeds, args.heads or cfg["heads"], args.variants or list(cfg["variants"]))
     for cell in chosen:
         cell_dir = root / cfg["name"] / cell["name"]
         if (results / cell["name"] / "eval" / "results.json").is_file():

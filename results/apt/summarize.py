@@ -85,54 +85,81 @@ def upstream_fingerprint(cfg: dict, root: Path) -> dict[str, str]:
     return out
 
 
-def check_upstream(cfg: dict, root: Path, results: Path) -> None:
-    """Record the upstream fingerprint with the stored cells, or stop when it differs from the recorded one."""
+def stored_upstream(results: Path) -> dict[str, dict[str, str]]:
+    """Seed -> the upstream fingerprint its stored cells were trained on.
+
+    The first sessions wrote one fingerprint for the whole folder, when only seed 0 had cells: read as seed 0's.
+    """
     path = results / "upstream.json"
-    now = upstream_fingerprint(cfg, root)
     if not path.is_file():
-        results.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(now, indent=2) + "\n")
-        return
+        return {}
     stored = json.loads(path.read_text())
-    if stored != now:
-        raise SystemExit(f"the upstream stages in {root} ({now}) differ from those the cells stored in {results} "
-                         f"were trained on ({stored}); their numbers would not be comparable. Start a new "
-                         f"results folder (the config's `results`), or restore the original upstream runs.")
+    return stored["seeds"] if "seeds" in stored else {"0": stored}
 
 
-def store(cfg: dict, root: Path, results: Path) -> None:
-    """Copy the demonstrations' report and each finished cell's small files from the run root into the results
-    folder."""
+def check_upstream(cfg: dict, root: Path, results: Path, seeds: list[int]) -> dict[str, str]:
+    """The run root's upstream fingerprint; stops when a seed in `seeds` has stored cells trained on another.
+
+    The fingerprint is kept per seed because the tiny VLM is retrained in every session (run directories are
+    not kept) and its weights are not bit-identical across machines (same code, data and seed; the float
+    kernels differ): the cells of one seed share one VLM, so variants stay paired within a seed, while the
+    spread over seeds includes the VLM's retraining noise.
+    """
+    now = upstream_fingerprint(cfg, root)
+    per_seed = stored_upstream(results)
+    clash = [s for s in seeds if per_seed.get(str(s), now) != now]
+    if clash:
+        raise SystemExit(f"the upstream stages in {root} ({now}) differ from those the stored cells of seed(s) "
+                         f"{clash} in {results} were trained on ({[per_seed[str(s)] for s in clash]}); mixing them "
+                         "would unpair the variants of a seed. Run other seeds (--seeds), move that seed's stored "
+                         "cells aside (git mv) to re-run it whole, or restore the original upstream runs.")
+    return now
+
+
+def store(cfg: dict, root: Path, results: Path, seeds: list[int]) -> None:
+    """Copy the demonstrations' report and the finished cells of `seeds` from the run root into the results
+    folder, recording the upstream fingerprint of each seed that gets its first cell."""
+    now = check_upstream(cfg, root, results, seeds)
+    per_seed = stored_upstream(results)
+    results.mkdir(parents=True, exist_ok=True)
     report = root / cfg["data"] / "collect_report.json"
     if report.is_file():
         shutil.copy2(report, results / "collect_report.json")
-    for cell in cell_names(cfg):
-        cell_dir = root / cfg["name"] / cell
-        if not _complete(cell_dir / "eval"):
-            continue
-        for sub, files in KEEP.items():
-            for file in files:
-                if (cell_dir / sub / file).is_file():
-                    (results / cell / sub).mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(cell_dir / sub / file, results / cell / sub / file)
+    for seed in seeds:
+        for cell in cell_names(cfg, [seed]):
+            cell_dir = root / cfg["name"] / cell
+            if not _complete(cell_dir / "eval"):
+                continue
+            per_seed.setdefault(str(seed), now)
+            for sub, files in KEEP.items():
+                for file in files:
+                    if (cell_dir / sub / file).is_file():
+                        (results / cell / sub).mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(cell_dir / sub / file, results / cell / sub / file)
+    if per_seed:
+        atomic = results / "upstream.json.tmp"
+        atomic.write_text(json.dumps({"seeds": dict(sorted(per_seed.items()))}, indent=2) + "\n")
+        atomic.replace(results / "upstream.json")
 
 
-def cell_names(cfg: dict) -> list[str]:
-    return [f"{h}-{v}-s{s}" for h in cfg["heads"] for v in cfg["variants"] for s in cfg["seeds"]]
+def cell_names(cfg: dict, seeds: list[int]) -> list[str]:
+    return [f"{h}-{v}-s{s}" for h in cfg["heads"] for v in cfg["variants"] for s in seeds]
 
 
 def main() -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path)
     parser.add_argument("--root", help="the run root to copy finished cells from (default: the config's)")
+    parser.add_argument("--seeds", type=int, nargs="*",
+                        help="the seeds whose finished cells to store (default: the config's)")
     parser.add_argument("--no-store", action="store_true", help="only rewrite summary.md from the stored cells")
     args = parser.parse_args()
     cfg = yaml.safe_load(args.config.read_text())
     root = Path(args.root or cfg["root"])
     out = Path(cfg["results"])
     if not args.no_store:
-        check_upstream(cfg, root, out)
-        store(cfg, root, out)
+        seeds_run = cfg["seeds"] if args.seeds is None else args.seeds
+        store(cfg, root, out, seeds_run)
     variants, heads, seeds, splits = list(cfg["variants"]), cfg["heads"], cfg["seeds"], cfg["splits"]
     cells: dict[tuple[str, str, int], dict] = {}
     for head in heads:
@@ -156,6 +183,11 @@ def main() -> Path:
              "interval]); wrong = a distractor reached its goal first (mean over seeds).", ""]
     if collect:
         lines += [f"Demonstrations: {collect['episodes']} episodes ({collect['frames']} frames), {cfg['data']}.", ""]
+    vlms = {seed: fp["vlm"][:12] for seed, fp in stored_upstream(out).items()}
+    if vlms:
+        lines += ["VLM weights (sha256) per seed: " + ", ".join(f"seed {s}: {h}" for s, h in vlms.items()) + ". The "
+                  "tiny VLM is retrained in each session and is not bit-identical across machines, so a seed's "
+                  "cells share one VLM and the spread over seeds includes its retraining noise.", ""]
     for head in heads:
         lines += [f"## {head}", "", "| variant | seeds | " + " | ".join(splits) + " |",
                   "| --- | --- |" + " --- |" * len(splits)]

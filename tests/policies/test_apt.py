@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -190,6 +191,7 @@ def test_stage1_to_stage2_to_disk_and_back(tmp_path, backbone, head):
     expected = sum(p.numel() for n, p in fused.head.named_parameters()
                    if n.startswith("fusion.") or any(n.startswith(f"{fused.head.stack_name}.{i}.") for i in (1, 3)))
     assert record["fresh_parameters"] == expected > 0
+    assert record["renormalised"] == []
     fused.save_pretrained(tmp_path / "stage2")
     loaded = VLAPolicy.from_pretrained(tmp_path / "stage2")
     assert loaded.config.apt.stage == 2
@@ -246,3 +248,16 @@ def test_gates_get_no_weight_decay(backbone):
     decayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert id(policy.head.fusion.gate_logits) not in decayed
     assert id(policy.head.layers[1].q.weight) in decayed
+
+
+def test_prior_trained_on_other_statistics_is_named(tmp_path, backbone, caplog):
+    prior = _policy(backbone, "pi0", 1)
+    prior.save_pretrained(tmp_path / "stage1")
+    cfg = _config("pi0", 2)
+    stats = cfg.fake_stats()
+    stats["observation.state"] = {k: np.asarray(v) * 3.0 + 1.0 for k, v in stats["observation.state"].items()}
+    fused = VLAPolicy.build(cfg, backbone, stats).eval()
+    with caplog.at_level("WARNING", logger="vlm2vla.policies.policy"):
+        record = fused.load_apt_prior(tmp_path / "stage1")
+    assert record["renormalised"] and all("state" in k for k in record["renormalised"])
+    assert "other normalisation statistics" in caplog.text

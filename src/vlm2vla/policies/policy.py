@@ -230,7 +230,8 @@ class VLAPolicy(nn.Module):
             path: a stage-1 policy folder, or a train-policy run directory holding one in policy/.
 
         Returns:
-            {"stage1": the folder read, "fresh_parameters": how many parameters were left freshly initialised}.
+            {"stage1": the folder read, "fresh_parameters": how many parameters were left freshly initialised,
+            "renormalised": the normaliser buffers whose values differ from the prior's (logged as a warning)}.
 
         Raises:
             PolicyCheckpointError: this policy is not APT stage 2, or the folder is no stage-1 policy of
@@ -269,7 +270,18 @@ class VLAPolicy(nn.Module):
         fresh = self.head.load_prior({k.removeprefix("head."): v for k, v in tensors.items()
                                       if k.startswith("head.")}, str(root / WEIGHTS_FILE))
         own = dict(self.head.named_parameters())
-        return {"stage1": str(root), "fresh_parameters": sum(own[k].numel() for k in fresh if k in own)}
+        # Another dataset's statistics are allowed (a prior pretrained on broad data, stage 2 on the target
+        # robot's) but the prior's weights then see differently scaled inputs and targets: say so, and record it.
+        prior_norm = {k.removeprefix("normalizer."): v for k, v in tensors.items() if k.startswith("normalizer.")}
+        renormalised = sorted(k for k, v in self.normalizer.state_dict().items() if k in prior_norm and (
+            prior_norm[k].shape != v.shape or not torch.allclose(prior_norm[k].float(), v.detach().float().cpu(),
+                                                                 rtol=1e-4, atol=1e-6)))
+        if renormalised:
+            logger.warning("The stage-1 policy %s was trained with other normalisation statistics than this run's "
+                           "data (%s): its expert sees rescaled states and actions until stage 2 adapts it",
+                           root, ", ".join(renormalised))
+        return {"stage1": str(root), "fresh_parameters": sum(own[k].numel() for k in fresh if k in own),
+                "renormalised": renormalised}
 
 
 def _expert_differences(prior: VLAConfig, config: VLAConfig) -> list[str]:

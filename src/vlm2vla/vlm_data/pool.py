@@ -145,7 +145,9 @@ def _check_bad_fraction(report: SourceReport, limit: float, spec: SourceSpec) ->
 def _report(cfg: PoolConfig, reports: list[SourceReport], splits: Counter) -> dict:
     return {
         "sources": {r.name: r.to_dict() for r in reports},
-        "kinds": {kind: sorted(r.name for r in reports if r.kind == kind) for kind in {r.kind for r in reports}},
+        # sorted: a set's order changes between runs, and the report should regenerate byte for byte
+        "kinds": {kind: sorted(r.name for r in reports if r.kind == kind)
+                  for kind in sorted({r.kind for r in reports})},
         "total": {"records": sum(r.total for r in reports), "kept": sum(r.kept for r in reports),
                   "skipped": sum(r.bad for r in reports)},
         "splits": dict(splits),
