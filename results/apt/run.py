@@ -84,7 +84,7 @@ def main() -> None:
     summarize = [sys.executable, str(HERE / "summarize.py"), str(args.config), "--root", str(root),
                  "--seeds", *map(str, seeds)]
     if not args.dry_run:
-        subprocess.run(summarize, check=True)  # records the upstream fingerprint, or stops when it changed
+        subprocess.run(summarize, check=True)  # stops when a chosen seed's cells had another upstream
     results = Path(cfg["results"])
     chosen = cells(cfg, seeds, args.heads or cfg["heads"], args.variants or list(cfg["variants"]))
     for cell in chosen:

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from vlm2vla.evaluation.metrics import wilson_interval
+from vlm2vla.fileio import atomic_write_json
 
 KEEP = {"train": ("config.yaml", "manifest.json"), "train/stage1": ("config.yaml", "manifest.json"),
         "eval": ("results.json", "per_task.csv"), ".": ("language_use.json",)}
@@ -97,8 +98,9 @@ def stored_upstream(results: Path) -> dict[str, dict[str, str]]:
     return stored["seeds"] if "seeds" in stored else {"0": stored}
 
 
-def check_upstream(cfg: dict, root: Path, results: Path, seeds: list[int]) -> dict[str, str]:
-    """The run root's upstream fingerprint; stops when a seed in `seeds` has stored cells trained on another.
+def check_upstream(cfg: dict, root: Path, results: Path, seeds: list[int]) -> tuple[dict[str, str], dict]:
+    """(the run root's upstream fingerprint, the stored ones per seed); stops when a seed in `seeds` has stored
+    cells trained on another upstream.
 
     The fingerprint is kept per seed because the tiny VLM is retrained in every session (run directories are
     not kept) and its weights are not bit-identical across machines (same code, data and seed; the float
@@ -113,14 +115,13 @@ def check_upstream(cfg: dict, root: Path, results: Path, seeds: list[int]) -> di
                          f"{clash} in {results} were trained on ({[per_seed[str(s)] for s in clash]}); mixing them "
                          "would unpair the variants of a seed. Run other seeds (--seeds), move that seed's stored "
                          "cells aside (git mv) to re-run it whole, or restore the original upstream runs.")
-    return now
+    return now, per_seed
 
 
 def store(cfg: dict, root: Path, results: Path, seeds: list[int]) -> None:
     """Copy the demonstrations' report and the finished cells of `seeds` from the run root into the results
     folder, recording the upstream fingerprint of each seed that gets its first cell."""
-    now = check_upstream(cfg, root, results, seeds)
-    per_seed = stored_upstream(results)
+    now, per_seed = check_upstream(cfg, root, results, seeds)
     results.mkdir(parents=True, exist_ok=True)
     report = root / cfg["data"] / "collect_report.json"
     if report.is_file():
@@ -137,9 +138,7 @@ def store(cfg: dict, root: Path, results: Path, seeds: list[int]) -> None:
                         (results / cell / sub).mkdir(parents=True, exist_ok=True)
                         shutil.copy2(cell_dir / sub / file, results / cell / sub / file)
     if per_seed:
-        atomic = results / "upstream.json.tmp"
-        atomic.write_text(json.dumps({"seeds": dict(sorted(per_seed.items()))}, indent=2) + "\n")
-        atomic.replace(results / "upstream.json")
+        atomic_write_json(results / "upstream.json", {"seeds": dict(sorted(per_seed.items()))})
 
 
 def cell_names(cfg: dict, seeds: list[int]) -> list[str]:
