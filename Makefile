@@ -22,6 +22,8 @@ $(VENV)/.installed: pyproject.toml
 	# Pinned: any looser torch spec makes pip fetch the multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# openpi's own client, for the serving tests; its numpy<2 pin is metadata only (pure Python), so no deps.
+	$(PY) -m pip install -q --no-deps openpi-client==0.1.2
 	touch $@
 
 demo: setup

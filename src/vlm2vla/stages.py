@@ -39,6 +39,8 @@ _stage("midtrain", "vlm2vla.training.next_token", "midtrain", "vlm2vla.training.
 _stage("train-policy", "vlm2vla.training.train_policy", "train_policy",
        "vlm2vla.training.train_policy_config:TrainPolicyConfig",
        "Fine-tune a VLM into a VLA policy (action head / expert) on robot episodes; resumable.")
+_stage("serve", "vlm2vla.serving.server", "serve_policy", "ServeConfig",
+       "Serve a trained policy over openpi's websocket protocol (msgpack + NumPy), batching concurrent clients.")
 _stage("demo", "vlm2vla.demo", "demo", "DemoConfig",
        "Run the whole pipeline on the built-in default, small enough for a CPU.")
 

@@ -49,11 +49,14 @@ class PolicyConfig:
     """Which policy to evaluate."""
 
     # registered policy type: "auto" (the type of the folder at `path`, else the scripted expert), "expert",
-    # "random", "vla" (a trained VLAPolicy), or one a policy package registers
+    # "random", "vla" (a trained VLAPolicy), "remote" (a policy served by `vlm2vla serve` at `url`), or one a
+    # policy package registers
     type: str = "auto"
     # a learned policy's folder (e.g. runs/train-policy/policy, or the train-policy run directory itself);
     # refused by the reference policies, which take none
     path: str | None = None
+    # policy.type=remote: the ws://host:port address of a `vlm2vla serve` server
+    url: str | None = None
     # std of Gaussian noise added to expert actions (demonstration diversity); 0 = none
     noise_std: float = 0.0
     # actions per call for policies without a natural chunk (random)
@@ -66,16 +69,24 @@ class PolicyConfig:
             raise ValueError(f"policy.noise_std must be >= 0, got {self.noise_std}")
         if self.chunk_size < 1:
             raise ValueError(f"policy.chunk_size must be >= 1, got {self.chunk_size}")
+        if self.url and self.type not in (REMOTE, AUTO):
+            raise ValueError(f"policy.url={self.url} is given but policy.type={self.type} does not use it: set "
+                             f"policy.type={REMOTE} to evaluate the served policy, or drop policy.url")
+        if self.url and self.path:
+            raise ValueError(f"policy.url={self.url} and policy.path={self.path} are both given: a served policy "
+                             "is loaded by its server, so pass one of them")
 
 
 PolicyBuilder = Callable[[PolicyConfig, int], Policy]
 AUTO = "auto"
+REMOTE = "remote"
 # Policy type -> "module:function" building it from (cfg, seed). `folder_marker`: for policies loaded from
 # `policy.path`, a file every saved folder of that type holds (how "auto" recognises the type).
 POLICIES = Registry("policy type")
 POLICIES.register("expert", "vlm2vla.evaluation.reference_policies:build_expert")
 POLICIES.register("random", "vlm2vla.evaluation.reference_policies:build_random")
 POLICIES.register("vla", "vlm2vla.policies.eval_policy:build_vla_policy", folder_marker="policy_config.json")
+POLICIES.register(REMOTE, "vlm2vla.serving.remote_policy:build_remote_policy")
 
 
 def register_policy(name: str, builder: str | PolicyBuilder, folder_marker: str | None = None) -> None:
@@ -111,6 +122,8 @@ def resolve_policy_config(cfg: PolicyConfig) -> PolicyConfig:
     """
     if cfg.type != AUTO and cfg.type not in POLICIES:
         raise ValueError(POLICIES.unknown_message(cfg.type, extra=(AUTO,)))
+    if cfg.url:  # "auto" with a url: the served policy
+        return replace(cfg, type=REMOTE)
     if not cfg.path:
         return replace(cfg, type="expert") if cfg.type == AUTO else cfg
     markers = _folder_markers()
@@ -140,8 +153,9 @@ def _find_policy_folder(path: Path, wanted: str) -> tuple[Path, str]:
 
 
 def describe_policy(cfg: PolicyConfig) -> dict[str, Any]:
-    """{"type", "path"} of a resolved config: what results files record as the measured policy."""
-    return {"type": cfg.type, "path": cfg.path}
+    """{"type", "path"} of a resolved config (a served policy's path is its url): what results files record
+    as the measured policy."""
+    return {"type": cfg.type, "path": cfg.path or cfg.url}
 
 
 def make_policy(cfg: PolicyConfig, seed: int = 0) -> Policy:

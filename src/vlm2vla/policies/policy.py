@@ -9,7 +9,8 @@
 
 Checkpoint layout (written into a temp folder beside the target, then renamed):
 
-    policy_config.json   {"format_version", "head", "config": VLAConfig as a dict}
+    policy_config.json   {"format_version", "head", "config": VLAConfig as a dict, "input_features": the
+                         training data's features of the inputs (images, state), when known}
     backbone/            VLMBackbone.save_pretrained (model + processor)
     head.safetensors     head and normaliser state dicts ("head.*", "normalizer.*")
 """
@@ -53,23 +54,30 @@ class VLAPolicy(nn.Module):
         backbone: the VLMBackbone.
         head: the ActionHead built for ``config.head``.
         normalizer: state/action normalisation (buffers saved with the head).
+        input_features: LeRobot-style features ({"dtype", "shape"}) of the camera and state inputs the policy
+            was trained on, or None when unknown; a served policy checks requests against them.
     """
 
-    def __init__(self, config: VLAConfig, backbone: VLMBackbone, head: ActionHead, normalizer: Normalizer) -> None:
+    def __init__(self, config: VLAConfig, backbone: VLMBackbone, head: ActionHead, normalizer: Normalizer,
+                 input_features: dict[str, dict] | None = None) -> None:
         super().__init__()
         self.config = config
         self.backbone = backbone
         self.head = head
         self.normalizer = normalizer
+        self.input_features = input_features
 
     @classmethod
-    def build(cls, config: VLAConfig, backbone: VLMBackbone, stats: dict) -> VLAPolicy:
+    def build(cls, config: VLAConfig, backbone: VLMBackbone, stats: dict,
+              features: dict[str, dict] | None = None) -> VLAPolicy:
         """A new policy around ``backbone`` with a freshly initialised head.
 
         Args:
             config: the policy config.
             backbone: the VLM.
             stats: the dataset's stats (``reader.stats``: feature -> {"mean", "std", "min", "max", "q01", ...}).
+            features: the dataset's features (``reader.features``); the policy keeps those of its inputs
+                (cameras, state) so a server can check requests against the training data's shapes.
 
         Returns:
             The policy (on the backbone's device).
@@ -78,7 +86,7 @@ class VLAPolicy(nn.Module):
             PolicyInputError: the stats lack what the normalisation modes need, or have the wrong size.
         """
         head = build_head(config, BackboneDims.of(backbone))
-        policy = cls(config, backbone, head, _normalizer(config, stats))
+        policy = cls(config, backbone, head, _normalizer(config, stats), input_features(config, features))
         return policy.to(backbone.model.device)
 
     # ----------------------------------------------------------------------------- data
@@ -171,8 +179,10 @@ class VLAPolicy(nn.Module):
         """
         out = Path(path)
         with atomic_dir(out) as tmp:
-            atomic_write_json(tmp / CONFIG_FILE, {"format_version": FORMAT_VERSION, "head": self.config.head,
-                                                  "config": config_to_dict(self.config)})
+            meta = {"format_version": FORMAT_VERSION, "head": self.config.head, "config": config_to_dict(self.config)}
+            if self.input_features is not None:
+                meta["input_features"] = self.input_features
+            atomic_write_json(tmp / CONFIG_FILE, meta)
             self.backbone.save_pretrained(tmp / BACKBONE_DIR)
             tensors = {f"head.{k}": v for k, v in self.head.state_dict().items()}
             tensors.update({f"normalizer.{k}": v for k, v in self.normalizer.state_dict().items()})
@@ -207,7 +217,8 @@ class VLAPolicy(nn.Module):
             raise PolicyCheckpointError(f"checkpoint {root} holds a {meta['head']!r} head, but {head!r} was asked")
         config = config_from_dict(meta["config"])
         backbone = VLMBackbone.from_pretrained(str(root / BACKBONE_DIR), local_files_only=True)
-        policy = cls(config, backbone, build_head(config, BackboneDims.of(backbone)), _normalizer(config, None))
+        policy = cls(config, backbone, build_head(config, BackboneDims.of(backbone)), _normalizer(config, None),
+                     meta.get("input_features"))
         tensors = load_file(str(root / WEIGHTS_FILE))
         for prefix, module in (("head.", policy.head), ("normalizer.", policy.normalizer)):
             part = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
@@ -323,6 +334,15 @@ def check_dataset(config: VLAConfig, features: dict[str, dict], source: str) -> 
     if missing:
         raise PolicyInputError(f"dataset {source} has cameras {cameras}, policy config cameras="
                                f"{list(config.cameras)} (missing {missing}); set cameras to ones the dataset has")
+
+
+def input_features(config: VLAConfig, features: dict[str, dict] | None) -> dict[str, dict] | None:
+    """{"dtype", "shape"} of the features a policy of ``config`` reads (its cameras, the state), or None."""
+    if features is None:
+        return None
+    keys = [*config.image_keys, *([STATE_KEY] if config.state_dim > 0 else [])]
+    return {k: {"dtype": str(features[k]["dtype"]), "shape": [int(n) for n in features[k]["shape"]]}
+            for k in keys if k in features}
 
 
 def config_from_dict(data: dict[str, Any]) -> VLAConfig:

@@ -167,7 +167,7 @@ def build_policy(cfg: TrainPolicyConfig, reader: Any) -> tuple[Any, Any]:
     check_dataset(cfg.policy, reader.features, str(cfg.data))
     backbone = load_backbone(cfg.model, trust_remote_code=cfg.trust_remote_code, scratch=cfg.init == "scratch",
                              seed=cfg.seed)
-    policy = VLAPolicy.build(cfg.policy, backbone, reader.stats)
+    policy = VLAPolicy.build(cfg.policy, backbone, reader.stats, reader.features)
     # Freeze first: `freeze` names base weights, and LoRA adapters (added after) always train.
     if "vlm" in cfg.freeze or (cfg.policy.apt.stage and cfg.apt.freeze_vlm):
         backbone.requires_grad_(False)
