@@ -112,8 +112,9 @@ def run_stage(name: str, cfg, overwrite: bool = False) -> int:
         if isinstance(err, KeyboardInterrupt):
             log.error("Interrupted; re-run the same command to resume from %s", run.dir)
             return 130
-        if isinstance(err, ValueError | FileNotFoundError):
-            # Input errors carry a message that says what to fix; a traceback would bury it.
+        if isinstance(err, ValueError | FileNotFoundError | ConnectionError):
+            # Input errors (and an unreachable server) carry a message that says what to fix; a traceback
+            # would bury it.
             log.error("%s", err)
             return 2
         raise

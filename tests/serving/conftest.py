@@ -23,18 +23,21 @@ from vlm2vla.serving.server import PolicyServer, ServeConfig, ServedPolicyConfig
 
 @pytest.fixture(scope="session")
 def policy_dirs(tmp_path_factory) -> dict[str, Path]:
-    """Saved random-init policies on a tiny Idefics3, one per head: {"pi0": folder, "vlm4vla": folder}."""
+    """Saved random-init policies on a tiny Idefics3: "pi0", "vlm4vla" (camera "front", 40 px frames recorded) and
+    "metaworld" (pi0 on camera corner2, no recorded frame size: Meta-World's units)."""
     from vlm2vla.policies.policy import VLAPolicy
 
     root = tmp_path_factory.mktemp("served")
     vlm = build_family("idefics3", root / "vlm", texts=TEXTS, image_size=32, vocab_size=300)
     out = {}
-    for head in ("pi0", "vlm4vla"):
+    for name, head, camera, features in (("pi0", "pi0", "front", FEATURES), ("vlm4vla", "vlm4vla", "front", FEATURES),
+                                         ("metaworld", "pi0", "corner2", None)):
         torch.manual_seed(0)
-        config = VLAConfig(head=head, cameras=("front",), chunk_size=4, n_action_steps=2, max_prompt_length=64)
+        config = VLAConfig(head=head, cameras=(camera,), chunk_size=4, n_action_steps=2, max_prompt_length=128)
         config = replace(config, pi0=replace(config.pi0, num_layers=2, num_steps=3))
-        policy = VLAPolicy.build(config, VLMBackbone.from_pretrained(str(vlm)), STATS, FEATURES)
-        out[head] = policy.save_pretrained(root / head)
+        policy = VLAPolicy.build(config, VLMBackbone.from_pretrained(str(vlm)), STATS if features else
+                                 config.fake_stats(), features)
+        out[name] = policy.save_pretrained(root / name)
     return out
 
 

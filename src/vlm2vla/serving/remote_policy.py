@@ -27,7 +27,7 @@ from vlm2vla.serving.layout import ACTIONS, ObservationLayout
 KWARGS = ("api_key_env", "timeout_s")
 
 
-class RemotePolicyError(RuntimeError):
+class RemotePolicyError(ConnectionError):
     """The server refused the connection, answered with an error, or went away; says which and why."""
 
 
