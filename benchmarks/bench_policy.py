@@ -13,11 +13,14 @@ Two architectures with random weights (latency does not depend on the weights):
 For each head it prints, in milliseconds per call of `batch` observations:
 
     prefix     one VLM forward over the prompt (images + instruction) — the unit the targets use
-    chunk      head.predict with the prefix computed once (pi0: 10 Euler steps over cached K/V)
+    chunk      head.predict with the prefix computed once (pi0: 10 Euler steps over cached K/V, through
+               CachedSteps, which hoists what the steps share)
+    stepped    the flow experts' shared sampler: Euler steps over `velocity` with the cached prefix (pi0's
+               sampler before CachedSteps; the same as chunk for gr00t)
     recompute  the same with the prefix recomputed at every Euler step (flow heads only)
     e2e        policy.predict_action_chunk: collate (image processing, tokenising) + chunk
 
-and the ratios chunk/prefix (target for the 10-step pi0 chunk: <= 1.5) and recompute/chunk, chunks
+and the ratios chunk/prefix (target for the 10-step pi0 chunk: <= 1.5), stepped/prefix and recompute/chunk, chunks
 per second end to end, and peak resident memory while predicting (CPU: VmHWM after resetting it;
 CUDA: max allocated).
 """
@@ -38,6 +41,7 @@ import torch
 from vlm2vla.backbones import VLMBackbone, build_tiny_vlm
 from vlm2vla.backbones.random_models import idefics3_parts, save_random_model
 from vlm2vla.policies import VLAConfig, VLAPolicy
+from vlm2vla.policies.flow_expert import FlowMatchingExpert
 
 logger = logging.getLogger("bench_policy")
 HEADS = ("vlm4vla", "pi0", "gr00t")
@@ -125,6 +129,7 @@ def bench_head(backbone: VLMBackbone, head: str, batch: int, repeats: int) -> di
         out["prefix"] = timed(lambda: backbone(prefix.batch, use_cache=flow), repeats)
         out["chunk"] = timed(lambda: policy.head.predict(backbone, prefix), repeats)
         if flow:
+            out["stepped"] = timed(lambda: FlowMatchingExpert.predict(policy.head, backbone, prefix), repeats)
             out["recompute"] = timed(lambda: policy.head.predict(backbone, prefix, cache_prefix=False),
                                      max(1, repeats // 3))
         reset_peak()
@@ -153,15 +158,17 @@ def main() -> None:
         backbone.model.to(device)
         logger.info("== %s: %.1fM params, %s, %d threads", arch, backbone.model.num_parameters() / 1e6, device,
                     args.threads)
-        logger.info("%-8s %5s %9s %9s %9s %9s %11s %13s %9s %9s %10s", "head", "batch", "prefix", "chunk", "recompute",
-                    "e2e", "chunk/prefix", "recompute/chunk", "chunks/s", "peak MiB", "new params")
+        logger.info("%-8s %5s %9s %9s %9s %9s %9s %12s %14s %15s %9s %9s %10s", "head", "batch", "prefix", "chunk",
+                    "stepped", "recompute", "e2e", "chunk/prefix", "stepped/prefix", "recompute/chunk", "chunks/s",
+                    "peak MiB", "new params")
         for head in args.heads:
             for batch in args.batch:
                 r = bench_head(backbone, head, batch, args.repeats)
-                rec = r.get("recompute", float("nan"))
-                logger.info("%-8s %5d %9.1f %9.1f %9.1f %9.1f %11.2f %13.2f %9.1f %9.0f %10d", head, batch,
-                            r["prefix"], r["chunk"], rec, r["e2e"], r["chunk"] / r["prefix"], rec / r["chunk"],
-                            batch / r["e2e"] * 1000, r["peak_mb"], r["new_params"])
+                rec, stepped = r.get("recompute", float("nan")), r.get("stepped", float("nan"))
+                logger.info("%-8s %5d %9.1f %9.1f %9.1f %9.1f %9.1f %12.2f %14.2f %15.2f %9.1f %9.0f %10d", head, batch,
+                            r["prefix"], r["chunk"], stepped, rec, r["e2e"], r["chunk"] / r["prefix"],
+                            stepped / r["prefix"], rec / r["chunk"], batch / r["e2e"] * 1000, r["peak_mb"],
+                            r["new_params"])
         del backbone
 
 

@@ -283,3 +283,28 @@ def test_the_vlm_prefix_runs_once_per_observation(backbone, head, monkeypatch):
     assert len(calls) == 1  # ten Euler steps, one VLM forward
     expert.predict(backbone, prefix, noise=_noise(1), num_steps=10, cache_prefix=False)
     assert len(calls) == 11
+
+
+@pytest.mark.parametrize("layout", ["plain", "no state", "language masked", "apt stage 2", "apt bypassed"])
+def test_pi0_inference_steps_give_the_reference_samplers_actions(backbone, layout):
+    """predict's hoisted steps (CachedSteps) vs Euler steps over `velocity`, the sampler they replace."""
+    from dataclasses import replace
+
+    from vlm2vla.policies.configuration import APTOptions
+
+    cfg = _config("pi0", mask_language=layout == "language masked")
+    if layout == "no state":
+        cfg = replace(cfg, state_dim=0)
+    if layout.startswith("apt"):
+        cfg = replace(cfg, apt=APTOptions(stage=2, gate_init=0.3))
+    torch.manual_seed(3)
+    expert = build_head(cfg, BackboneDims.of(backbone)).eval()
+    expert.bypass_inserted = layout == "apt bypassed"
+    prefix = _prefix(backbone, ["pick up the red cube", "place the blue ball in the bin on the left", "go"])
+    noise = _noise(3)
+    with torch.no_grad():
+        context = expert.encode_prefix(backbone, prefix)
+        reference = euler_integrate(lambda x, t: expert.velocity(context, prefix, x, t), noise, 10)
+        fast = expert.predict(backbone, prefix, noise=noise, num_steps=10)
+    assert (fast - reference).abs().max() < 1e-5
+    assert (fast - noise).abs().max() > 0.1  # the steps moved the sample
