@@ -69,4 +69,4 @@ def test_serve_command_serves_until_sigterm_and_records_its_counts(tmp_path, pol
             process.kill()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete"
-    assert manifest["metrics"]["requests"] == 1 and manifest["metrics"]["batches"] == {"1": 1}
+    assert manifest["metrics"]["requests"] == 1 and manifest["metrics"]["batch_sizes"] == {"1": 1}

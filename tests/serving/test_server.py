@@ -78,8 +78,9 @@ def test_concurrent_clients_are_batched_and_never_get_anothers_actions(start_ser
             np.testing.assert_allclose(got[c][k], expected[c][k], atol=1e-5)
             others = [expected[o][k] for o in range(clients) if o != c]
             assert all(np.abs(got[c][k] - other).max() > 1e-3 for other in others)
-    sizes = server.server.batcher.batch_sizes
-    assert sum(n * count for n, count in sizes.items()) == clients * per_client
+    counts = WebsocketClientPolicy(server.url).infer({"stats": True})
+    sizes = {int(n): count for n, count in counts["batch_sizes"].items()}
+    assert sum(n * count for n, count in sizes.items()) == counts["requests"] == clients * per_client
     assert max(sizes) > 1  # the 50 ms window stacked requests of different clients
 
 

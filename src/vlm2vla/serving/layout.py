@@ -8,8 +8,9 @@ One observation per request, a msgpack map (serving/codec.py):
     "noise"                        float [chunk, A]     optional: the start sample of a flow-matching expert
                                                         (repeatable evaluations; drawn by the server otherwise)
 
-One reply per request: {"actions": float32 [chunk, A] in robot units, "server_timing": {...}}. A control
-message {"reset": true} restarts the connection's noise stream and is answered with {"reset": true}.
+One reply per request: {"actions": float32 [chunk, A] in robot units, "server_timing": {...}}. Two control
+messages: {"reset": true} restarts the connection's noise stream and is answered with {"reset": true};
+{"stats": true} is answered with the server's counts (requests, errors, forwards and their batch sizes).
 A request that breaks the layout is answered with a text frame that says what was wrong (openpi's client
 raises it as a RuntimeError); the connection stays open. Clients whose keys differ (e.g. LIBERO's
 "observation/image") are served through `aliases` (their key -> the layout's key).
@@ -27,6 +28,7 @@ STATE = "observation/state"
 PROMPT = "prompt"
 NOISE = "noise"
 RESET = "reset"
+STATS = "stats"
 ACTIONS = "actions"
 MAX_PROMPT_CHARS = 4096
 

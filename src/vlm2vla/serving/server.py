@@ -48,7 +48,7 @@ from vlm2vla.fileio import atomic_write_json
 from vlm2vla.runs import Run
 from vlm2vla.serving import codec
 from vlm2vla.serving.batching import MicroBatcher
-from vlm2vla.serving.layout import ACTIONS, RESET, ObservationLayout, RequestError
+from vlm2vla.serving.layout import ACTIONS, RESET, STATS, ObservationLayout, RequestError
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +240,8 @@ class PolicyServer:
         if isinstance(request, dict) and request.get(RESET) is True:
             conn.generator.manual_seed(self.cfg.seed)
             return {RESET: True}
+        if isinstance(request, dict) and request.get(STATS) is True:
+            return self.counts()
         if self.draining:
             raise RequestError("the server is shutting down and takes no new requests")
         item, noise = self.layout.check(request)
@@ -250,6 +252,12 @@ class PolicyServer:
         self.stats["requests"] += 1
         return {ACTIONS: actions, "server_timing": {"infer_ms": infer_s * 1000, "queue_ms": waited * 1000,
                                                     "total_ms": (time.perf_counter() - start) * 1000}}
+
+    def counts(self) -> dict[str, Any]:
+        """Connections, requests, errors, refusals, forwards run and how many of each batch size."""
+        sizes = self.batcher.batch_sizes
+        return {**self.stats, "batches": sum(sizes.values()),
+                "batch_sizes": {str(k): v for k, v in sorted(sizes.items())}}
 
     # ----------------------------------------------------------------------------- the model
     def _predict(self, requests: list[tuple[dict[str, Any], np.ndarray]]) -> list[tuple[np.ndarray, float]]:
@@ -304,7 +312,7 @@ def serve_policy(cfg: ServeConfig, run: Run) -> dict[str, Any]:
         await serving
 
     asyncio.run(main())
-    stats = {**server.stats, "batches": dict(sorted(server.batcher.batch_sizes.items()))}
+    stats = server.counts()
     log.info("Server stopped: %s", json.dumps(stats))
     run.finish(metrics=stats)
     return stats
