@@ -112,6 +112,10 @@ def test_run_writes_policy_metrics_and_validation(tmp_path, vlm_dir, robot_data)
     obs = {CAMERA: torch.randint(0, 255, (2, 128, 128, 3), dtype=torch.uint8),
            "observation.state": torch.zeros(2, 4), "task": TASKS}
     assert policy.predict_action_chunk(obs).shape == (2, 4, 4)
+    # the policy records its inputs' shapes as the dataset had them (what a server checks requests against)
+    features = json.loads((robot_data / "meta" / "info.json").read_text())["features"]
+    assert policy.input_features == {k: {"dtype": features[k]["dtype"], "shape": features[k]["shape"]}
+                                     for k in (CAMERA, "observation.state")}
 
 
 @pytest.mark.parametrize("video,cache_frames", [(False, True), (True, False)], ids=["png-cached", "mp4-uncached"])
