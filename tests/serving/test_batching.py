@@ -93,3 +93,19 @@ def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="max_batch_size"):
         MicroBatcher(lambda x: x, max_batch_size=0)
+
+
+def test_an_exception_as_one_result_fails_that_request_alone():
+    def picky(items):
+        return [ValueError(f"cannot take {x}") if x < 0 else x for x in items]
+
+    async def main():
+        batcher = MicroBatcher(picky, max_batch_size=4, max_wait_s=0.05)
+        runner = asyncio.create_task(batcher.run())
+        out = await asyncio.gather(*(batcher.submit(x) for x in (1, -1, 2)), return_exceptions=True)
+        runner.cancel()
+        return out
+
+    good, bad, other = _run(main())
+    assert good[0] == 1 and other[0] == 2
+    assert isinstance(bad, ValueError) and "cannot take -1" in str(bad)

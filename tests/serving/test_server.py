@@ -239,3 +239,64 @@ def test_shutdown_finishes_queued_requests_then_refuses_and_closes(start_server,
     with pytest.raises(ConnectionClosed) as closed:
         client._ws.recv(timeout=10)
     assert closed.value.rcvd.code == 1001  # going away
+
+
+def test_a_request_the_policy_fails_on_fails_alone_in_its_batch(start_server, policy_dirs):
+    policy, _ = _loaded(policy_dirs)
+    predict = policy.predict_action_chunk
+
+    def fussy(batch, **kwargs):  # the policy cannot take one instruction
+        if "explode" in batch["task"]:
+            raise RuntimeError("cannot tokenise this instruction")
+        return predict(batch, **kwargs)
+
+    policy.predict_action_chunk = fussy
+    server = start_server("vlm4vla", policy=policy, max_wait_ms=200)
+    want = _in_process(policy_dirs["vlm4vla"], [observation(4)])[0]
+    replies = {}
+    barrier = threading.Barrier(2)
+
+    def ask(name, request):
+        client = WebsocketClientPolicy(server.url)
+        barrier.wait()
+        try:
+            replies[name] = client.infer(request)["actions"]
+        except RuntimeError as err:
+            replies[name] = str(err)
+
+    threads = [threading.Thread(target=ask, args=("bad", observation(3, "explode"))),
+               threading.Thread(target=ask, args=("good", observation(4)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert WebsocketClientPolicy(server.url).infer({"stats": True})["batch_sizes"] == {"2": 1}  # stacked
+    assert "Server error" in replies["bad"] and "cannot tokenise" in replies["bad"]
+    np.testing.assert_allclose(replies["good"], want, atol=1e-6)
+
+
+def test_frames_of_other_sizes_share_a_batch_when_the_policy_records_none(start_server, policy_dirs):
+    server = start_server("metaworld", max_wait_ms=200)
+    replies = {}
+    barrier = threading.Barrier(2)
+
+    def ask(size):
+        request = observation(size, size=size)
+        request["observation/images/corner2"] = request.pop("observation/images/front")
+        client = WebsocketClientPolicy(server.url)
+        barrier.wait()
+        replies[size] = client.infer(request)["actions"]
+
+    threads = [threading.Thread(target=ask, args=(size,)) for size in (24, 40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert replies[24].shape == replies[40].shape == (4, 4)
+    assert WebsocketClientPolicy(server.url).infer({"stats": True})["batch_sizes"] == {"2": 1}
+
+
+def _loaded(policy_dirs):
+    from vlm2vla.serving.server import load_policy
+
+    return load_policy(_served(policy_dirs))

@@ -30,7 +30,8 @@ class _Pending:
 
 class MicroBatcher:
     """Collects requests for at most `max_wait_s` after the first (or until `max_batch_size`), then calls
-    `fn(items) -> results` (one result per item, in order) in a worker thread.
+    `fn(items) -> results` (one result per item, in order; an exception as an item's result fails that
+    request alone) in a worker thread.
 
     Attributes:
         batch_sizes: how many batches of each size ran.
@@ -81,7 +82,11 @@ class MicroBatcher:
                             p.future.set_exception(err)
                 else:
                     for p, result in zip(batch, results, strict=True):
-                        if not p.future.done():  # its client may have gone
+                        if p.future.done():  # its client has gone
+                            continue
+                        if isinstance(result, BaseException):
+                            p.future.set_exception(result)
+                        else:
                             p.future.set_result((result, started - p.queued))
                 finally:
                     self.batch_sizes[len(batch)] += 1

@@ -260,12 +260,27 @@ class PolicyServer:
                 "batch_sizes": {str(k): v for k, v in sorted(sizes.items())}}
 
     # ----------------------------------------------------------------------------- the model
-    def _predict(self, requests: list[tuple[dict[str, Any], np.ndarray]]) -> list[tuple[np.ndarray, float]]:
-        """One forward over stacked requests (runs in the batcher's worker thread)."""
+    def _predict(self, requests: list[tuple[dict[str, Any], np.ndarray]]) -> list[Any]:
+        """One forward over stacked requests (runs in the batcher's worker thread). If it fails, each request
+        runs alone, so a request the policy cannot take fails by itself, not the others stacked with it."""
+        try:
+            return self._forward(requests)
+        except Exception:
+            if len(requests) == 1:
+                raise
+        out: list[Any] = []
+        for request in requests:
+            try:
+                out.extend(self._forward([request]))
+            except Exception as err:
+                out.append(err)
+        return out
+
+    def _forward(self, requests: list[tuple[dict[str, Any], np.ndarray]]) -> list[tuple[np.ndarray, float]]:
         start = time.perf_counter()
         items = [item for item, _ in requests]
-        batch: dict[str, Any] = {k: np.stack([it[k] for it in items]) for k in items[0] if k != "task"}
-        batch["task"] = [it["task"] for it in items]
+        # lists, not stacked arrays: frames of a policy that records no size may differ between requests
+        batch: dict[str, Any] = {k: [it[k] for it in items] for k in items[0]}
         noise = torch.from_numpy(np.stack([n for _, n in requests])).to(self.policy.device)
         num_steps = self.cfg.policy.num_steps or None
         actions = self.policy.predict_action_chunk(batch, noise=noise, num_steps=num_steps)
