@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+import pytest
 from openpi_client.websocket_client_policy import WebsocketClientPolicy
 from serving_helpers import observation
 
@@ -43,6 +45,23 @@ def test_remote_eval_without_a_server_says_how_to_start_one(tmp_path, caplog):
     code = main(["eval", f"run_dir={tmp_path / 'x'}", "policy.type=remote", "policy.url=ws://127.0.0.1:9", *EVAL])
     assert code != 0
     assert "vlm2vla serve" in caplog.text
+
+
+def test_a_remote_policy_names_what_the_served_policy_reads(start_server):
+    from vlm2vla.serving.remote_policy import RemotePolicy
+
+    server = start_server("pi0")  # camera "front"
+    remote = RemotePolicy(server.url)
+    assert remote.chunk_size == 4 and remote.n_action_steps == 2
+    batch = {"observation.images.corner2": np.zeros((1, 40, 40, 3), np.uint8),
+             "observation.state": np.zeros((1, 4), np.float32), "task": ["open the drawer"]}
+    with pytest.raises(ValueError, match=r"observation.images.front.*sim.camera=front"):
+        remote.predict_chunk(batch)
+    batch["observation.images.front"] = np.zeros((1, 64, 64, 3), np.uint8)  # not the 40 px it was trained on
+    with pytest.raises(ConnectionError, match="is 64x64"):
+        remote.predict_chunk(batch)
+    batch["observation.images.front"] = np.zeros((1, 40, 40, 3), np.uint8)
+    assert remote.predict_chunk(batch).shape == (1, 4, 4)  # a fresh connection after the error
 
 
 def test_url_with_another_policy_type_is_refused(tmp_path, caplog):

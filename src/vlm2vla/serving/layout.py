@@ -130,7 +130,17 @@ class ObservationLayout:
         return item, noise
 
     def request(self, batch: dict[str, Any], row: int, noise: np.ndarray | None = None) -> dict[str, Any]:
-        """Row `row` of an eval observation batch (LeRobot keys, "task" list) as a request."""
+        """Row `row` of an eval observation batch (LeRobot keys, "task" list) as a request.
+
+        Raises:
+            RequestError: the batch lacks a camera or the state the served policy reads.
+        """
+        wanted = [f"observation.images.{c}" for c in self.cameras] + (["observation.state"] if self.state_dim else [])
+        missing = [k for k in wanted if k not in batch]
+        if missing:
+            raise RequestError(f"the served policy reads {missing}, which the observations lack (they have "
+                               f"{sorted(k for k in batch if k.startswith('observation.'))}): render the cameras "
+                               f"it was trained on (e.g. sim.camera={self.cameras[0]})")
         message: dict[str, Any] = {image_key(c): np.ascontiguousarray(batch[f"observation.images.{c}"][row])
                                    for c in self.cameras}
         if self.state_dim:

@@ -64,18 +64,25 @@ class RemotePolicy(Policy):
         """Actions [B, chunk_size, action_dim] float32 in [-1, 1] for B observations, one request per row."""
         rows = len(batch["task"])
         noise = torch.randn(rows, self.layout.chunk_size, self.layout.action_dim, generator=self._generator).numpy()
-        while len(self._connections) < rows:
-            self._connect()
-        for i in range(rows):  # all sent first: the server batches what arrives together
-            self._send(self._connections[i], codec.packb(self.layout.request(batch, i, noise[i])))
-        actions = [self._receive(self._connections[i])[ACTIONS] for i in range(rows)]
+        try:
+            while len(self._connections) < rows:
+                self._connect()
+            for i in range(rows):  # all sent first: the server batches what arrives together
+                self._send(self._connections[i], codec.packb(self.layout.request(batch, i, noise[i])))
+            actions = [self._receive(self._connections[i])[ACTIONS] for i in range(rows)]
+        except Exception:
+            self.close()  # replies still in flight would answer the next call's requests
+            raise
         return np.clip(np.stack(actions).astype(np.float32), -1.0, 1.0)
 
     def close(self) -> None:
         """Close every connection."""
-        for connection in self._connections:
-            connection.close()
-        self._connections.clear()
+        connections, self._connections = self._connections, []
+        for connection in connections:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - already gone; closing is best effort
+                pass
 
     def __del__(self) -> None:
         self.close()
