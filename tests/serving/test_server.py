@@ -251,7 +251,7 @@ def test_a_request_the_policy_fails_on_fails_alone_in_its_batch(start_server, po
         return predict(batch, **kwargs)
 
     policy.predict_action_chunk = fussy
-    server = start_server("vlm4vla", policy=policy, max_wait_ms=200)
+    server = start_server("vlm4vla", policy=policy, max_wait_ms=500)
     want = _in_process(policy_dirs["vlm4vla"], [observation(4)])[0]
     replies = {}
     barrier = threading.Barrier(2)
@@ -276,7 +276,7 @@ def test_a_request_the_policy_fails_on_fails_alone_in_its_batch(start_server, po
 
 
 def test_frames_of_other_sizes_share_a_batch_when_the_policy_records_none(start_server, policy_dirs):
-    server = start_server("metaworld", max_wait_ms=200)
+    server = start_server("metaworld", max_wait_ms=500)
     replies = {}
     barrier = threading.Barrier(2)
 
