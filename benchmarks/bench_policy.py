@@ -41,7 +41,7 @@ import torch
 from vlm2vla.backbones import VLMBackbone, build_tiny_vlm
 from vlm2vla.backbones.random_models import idefics3_parts, save_random_model
 from vlm2vla.policies import VLAConfig, VLAPolicy
-from vlm2vla.policies.flow_expert import FlowMatchingExpert
+from vlm2vla.policies.flow_matching import euler_integrate
 
 logger = logging.getLogger("bench_policy")
 HEADS = ("vlm4vla", "pi0", "gr00t")
@@ -115,6 +115,14 @@ def peak_mb() -> float:
     return float("nan")
 
 
+def stepped(head, backbone: VLMBackbone, prefix) -> torch.Tensor:
+    """A chunk by Euler steps over the head's own `velocity` (what `predict` did before `step_velocity`)."""
+    context = head.encode_prefix(backbone, prefix)
+    noise = torch.randn(prefix.batch["attention_mask"].shape[0], head.config.chunk_size, head.config.action_dim,
+                        device=backbone.model.device)
+    return euler_integrate(lambda x, t: head.velocity(context, prefix, x, t), noise, head.default_num_steps)
+
+
 def bench_head(backbone: VLMBackbone, head: str, batch: int, repeats: int) -> dict:
     """Latency figures of one head on one backbone."""
     torch.manual_seed(0)
@@ -129,7 +137,7 @@ def bench_head(backbone: VLMBackbone, head: str, batch: int, repeats: int) -> di
         out["prefix"] = timed(lambda: backbone(prefix.batch, use_cache=flow), repeats)
         out["chunk"] = timed(lambda: policy.head.predict(backbone, prefix), repeats)
         if flow:
-            out["stepped"] = timed(lambda: FlowMatchingExpert.predict(policy.head, backbone, prefix), repeats)
+            out["stepped"] = timed(lambda: stepped(policy.head, backbone, prefix), repeats)
             out["recompute"] = timed(lambda: policy.head.predict(backbone, prefix, cache_prefix=False),
                                      max(1, repeats // 3))
         reset_peak()

@@ -42,6 +42,7 @@ from vlm2vla.backbones import VLMBackbone, build_tiny_vlm
 from vlm2vla.policies import VLAConfig, VLAPolicy
 from vlm2vla.serving import codec
 from vlm2vla.serving.layout import ObservationLayout
+from vlm2vla.serving.server import ENDPOINT_FILE, read_endpoint
 
 logger = logging.getLogger("bench_serve")
 IMAGE = 128
@@ -91,11 +92,11 @@ class Server:
             [sys.executable, "-m", "vlm2vla.cli", "--log-level", "WARNING", "serve", f"run_dir={run_dir}",
              f"policy.path={policy}", "port=0", f"max_batch_size={max_batch}", f"max_wait_ms={wait_ms}"])
         deadline = time.time() + 300
-        while not (run_dir / "endpoint.json").is_file():
+        while not (run_dir / ENDPOINT_FILE).is_file():
             if self.process.poll() is not None or time.time() > deadline:
                 raise RuntimeError("the server did not start")
             time.sleep(0.2)
-        self.url = json.loads((run_dir / "endpoint.json").read_text())["url"]
+        self.url = read_endpoint(run_dir)
 
     def stop(self) -> dict:
         """SIGTERM, then the counts the server recorded."""

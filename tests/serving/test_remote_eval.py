@@ -16,6 +16,7 @@ from openpi_client.websocket_client_policy import WebsocketClientPolicy
 from serving_helpers import observation
 
 from vlm2vla.cli import main
+from vlm2vla.serving.server import ENDPOINT_FILE, read_endpoint
 
 EVAL = ["tasks=[reach-v3,button-press-v3]", "episodes_per_task=2", "sim.image_size=32", "sim.max_episode_steps=30",
         "video_episodes=0", "progress=false", "num_envs=2", "seed=3"]
@@ -75,10 +76,10 @@ def test_serve_command_serves_until_sigterm_and_records_its_counts(tmp_path, pol
                                 f"policy.path={policy_dirs['vlm4vla']}", "port=0"], env={**os.environ})
     try:
         deadline = time.time() + 120
-        while not (run_dir / "endpoint.json").is_file():
+        while not (run_dir / ENDPOINT_FILE).is_file():
             assert process.poll() is None and time.time() < deadline, "the server did not come up"
             time.sleep(0.2)
-        url = json.loads((run_dir / "endpoint.json").read_text())["url"]
+        url = read_endpoint(run_dir)
         client = WebsocketClientPolicy(url)
         assert client.infer(observation())["actions"].shape == (4, 4)
         process.send_signal(signal.SIGTERM)

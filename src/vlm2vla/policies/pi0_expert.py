@@ -12,8 +12,9 @@ last prompt token do not depend on padding. Attention is block-causal as in pi0:
 the prefix and itself, action tokens see the prefix, the state and each other. The prefix never sees the
 expert, so its keys/values are computed once per observation and reused at every Euler step.
 
-At inference (`predict`) the Euler steps run through `CachedSteps`, which does the work that does not
-change between steps once per chunk; `velocity` stays the reference it must match (and the training path).
+At inference (`predict`, through `step_velocity`) the Euler steps run `CachedSteps`, which does the work
+that does not change between steps once per chunk; `velocity` stays the reference it must match (and
+the training path).
 
 Expert layer j reads VLM layer `vlm_layer_map(n, N)[j]`, evenly spaced over the VLM (first and last VLM
 layer included). Under APT (`config.apt`, policies/apt.py) the stack follows `layer_plan`: stage-1
@@ -33,7 +34,7 @@ from vlm2vla.policies.action_head import BackboneDims, Prefix
 from vlm2vla.policies.apt import GatedFusion, layer_plan, zero_outputs
 from vlm2vla.policies.configuration import VLAConfig
 from vlm2vla.policies.flow_expert import FlowMatchingExpert, StateActionEncoder, SwiGLU, prefix_key_mask
-from vlm2vla.policies.flow_matching import euler_integrate, time_embedding
+from vlm2vla.policies.flow_matching import VelocityFn, time_embedding
 
 
 def expert_width(width_ratio: float, hidden_size: int, multiple: int = 8) -> int:
@@ -217,20 +218,10 @@ class Pi0Expert(FlowMatchingExpert):
         prefix = keep[:, None, None, :].expand(b, 1, num_tokens, keep.shape[1])
         return torch.cat([prefix, expert.expand(b, 1, num_tokens, num_tokens)], dim=-1)
 
-    @torch.no_grad()
-    def predict(self, backbone: Any, prefix: Prefix, *, noise: torch.Tensor | None = None,
-                num_steps: int | None = None, cache_prefix: bool = True) -> torch.Tensor:
-        """Sample a chunk as `FlowMatchingExpert.predict` does; with the prefix cached, each Euler step runs
-        `CachedSteps` (same actions as stepping `velocity`, to float rounding; tested to 1e-5)."""
-        if not cache_prefix:
-            return super().predict(backbone, prefix, noise=noise, num_steps=num_steps, cache_prefix=False)
-        context = self.encode_prefix(backbone, prefix)
-        if noise is None:
-            noise = torch.randn(context["keep"].shape[0], self.config.chunk_size, self.config.action_dim,
-                                device=self._device())
-        steps = CachedSteps(self, context, prefix)
-        return euler_integrate(steps.velocity, noise.to(self._device(), torch.float32),
-                               num_steps or self.default_num_steps)
+    def step_velocity(self, context: dict[str, Any], prefix: Prefix) -> VelocityFn:
+        """`predict`'s Euler steps run `CachedSteps` (same actions as stepping `velocity`, to float rounding;
+        tested to 1e-5)."""
+        return CachedSteps(self, context, prefix).velocity
 
     def velocity(self, context: dict[str, Any], prefix: Prefix, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Predicted velocity [B, T, A] of x_t [B, T, A] at times t [B], from the cached prefix K/V."""
