@@ -18,9 +18,13 @@ For each head it prints, in milliseconds per call of `batch` observations:
     stepped    the flow experts' shared sampler: Euler steps over `velocity` with the cached prefix (pi0's
                sampler before CachedSteps; the same as chunk for gr00t)
     recompute  the same with the prefix recomputed at every Euler step (flow heads only)
+    floor      pi0 only: the expert's matmuls alone (fused q|k|v, o, gate|up, down per layer) at one step's
+               shapes, times the Euler steps, plus one prefix forward: what a chunk would cost with every
+               other op free, so floor/prefix bounds what removing per-op overhead can reach on this machine
     e2e        policy.predict_action_chunk: collate (image processing, tokenising) + chunk
 
-and the ratios chunk/prefix (target for the 10-step pi0 chunk: <= 1.5), stepped/prefix and recompute/chunk, chunks
+and the ratios chunk/prefix (target for the 10-step pi0 chunk: <= 1.5), stepped/prefix, floor/prefix and
+recompute/chunk, chunks
 per second end to end, and peak resident memory while predicting (CPU: VmHWM after resetting it;
 CUDA: max allocated).
 """
@@ -42,6 +46,7 @@ from vlm2vla.backbones import VLMBackbone, build_tiny_vlm
 from vlm2vla.backbones.random_models import idefics3_parts, save_random_model
 from vlm2vla.policies import VLAConfig, VLAPolicy
 from vlm2vla.policies.flow_matching import euler_integrate
+from vlm2vla.policies.pi0_expert import CachedSteps
 
 logger = logging.getLogger("bench_policy")
 HEADS = ("vlm4vla", "pi0", "gr00t")
@@ -86,11 +91,14 @@ def observations(batch: int, size: int = 128) -> dict:
 
 
 def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Mean milliseconds of `fn()` after one warm-up call."""
+    """Mean milliseconds of `fn()` after one warm-up call (on CUDA, waiting for the queued kernels)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     fn()
+    sync()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
+    sync()
     return (time.perf_counter() - start) / repeats * 1000
 
 
@@ -123,6 +131,22 @@ def stepped(head, backbone: VLMBackbone, prefix) -> torch.Tensor:
     return euler_integrate(lambda x, t: head.velocity(context, prefix, x, t), noise, head.default_num_steps)
 
 
+def matmul_floor(head, backbone: VLMBackbone, prefix, repeats: int) -> float:
+    """Milliseconds of the pi0 expert's per-step matmuls over a whole chunk (see `floor` above)."""
+    steps = CachedSteps(head, head.encode_prefix(backbone, prefix), prefix)
+    rows = prefix.batch["attention_mask"].shape[0] * head.config.chunk_size
+    weights = [w for c in steps.layers for w in (c["qkv"], c["layer"].o.weight, c["gate_up"],
+                                                  c["layer"].mlp.down.weight)]
+    inputs = [torch.randn(rows, w.shape[1], device=w.device, dtype=w.dtype) for w in weights]
+
+    def chunk_matmuls() -> None:
+        for _ in range(head.default_num_steps):
+            for x, w in zip(inputs, weights, strict=True):
+                torch.nn.functional.linear(x, w)
+
+    return timed(chunk_matmuls, repeats)
+
+
 def bench_head(backbone: VLMBackbone, head: str, batch: int, repeats: int) -> dict:
     """Latency figures of one head on one backbone."""
     torch.manual_seed(0)
@@ -140,6 +164,8 @@ def bench_head(backbone: VLMBackbone, head: str, batch: int, repeats: int) -> di
             out["stepped"] = timed(lambda: stepped(policy.head, backbone, prefix), repeats)
             out["recompute"] = timed(lambda: policy.head.predict(backbone, prefix, cache_prefix=False),
                                      max(1, repeats // 3))
+        if head == "pi0":
+            out["floor"] = out["prefix"] + matmul_floor(policy.head, backbone, prefix, repeats)
         reset_peak()
         out["e2e"] = timed(lambda: policy.predict_action_chunk(obs), repeats)
         out["peak_mb"] = peak_mb()
@@ -166,17 +192,17 @@ def main() -> None:
         backbone.model.to(device)
         logger.info("== %s: %.1fM params, %s, %d threads", arch, backbone.model.num_parameters() / 1e6, device,
                     args.threads)
-        logger.info("%-8s %5s %9s %9s %9s %9s %9s %12s %14s %15s %9s %9s %10s", "head", "batch", "prefix", "chunk",
-                    "stepped", "recompute", "e2e", "chunk/prefix", "stepped/prefix", "recompute/chunk", "chunks/s",
-                    "peak MiB", "new params")
+        logger.info("%-8s %5s %9s %9s %9s %9s %9s %9s %12s %14s %12s %15s %9s %9s %10s", "head", "batch", "prefix",
+                    "chunk", "stepped", "floor", "recompute", "e2e", "chunk/prefix", "stepped/prefix", "floor/prefix",
+                    "recompute/chunk", "chunks/s", "peak MiB", "new params")
         for head in args.heads:
             for batch in args.batch:
                 r = bench_head(backbone, head, batch, args.repeats)
-                rec, stepped = r.get("recompute", float("nan")), r.get("stepped", float("nan"))
-                logger.info("%-8s %5d %9.1f %9.1f %9.1f %9.1f %9.1f %12.2f %14.2f %15.2f %9.1f %9.0f %10d", head, batch,
-                            r["prefix"], r["chunk"], stepped, rec, r["e2e"], r["chunk"] / r["prefix"],
-                            stepped / r["prefix"], rec / r["chunk"], batch / r["e2e"] * 1000, r["peak_mb"],
-                            r["new_params"])
+                rec, stepped, floor = (r.get(k, float("nan")) for k in ("recompute", "stepped", "floor"))
+                logger.info("%-8s %5d %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %12.2f %14.2f %12.2f %15.2f %9.1f %9.0f %10d",
+                            head, batch, r["prefix"], r["chunk"], stepped, floor, rec, r["e2e"],
+                            r["chunk"] / r["prefix"], stepped / r["prefix"], floor / r["prefix"], rec / r["chunk"],
+                            batch / r["e2e"] * 1000, r["peak_mb"], r["new_params"])
         del backbone
 
 

@@ -250,6 +250,41 @@ def test_gates_get_no_weight_decay(backbone):
     assert id(policy.head.layers[1].q.weight) in decayed
 
 
+def test_gate_lr_scale_moves_only_the_gates_faster(backbone):
+    from vlm2vla.training.optim import OptimConfig, build_optimizer
+
+    def one_step(scale: float) -> tuple[float, float]:
+        policy = _policy(backbone, "pi0", 2)
+        head = policy.head
+        before = head.fusion.gate_logits.detach().clone(), head.layers[1].q.weight.detach().clone()
+        optimizer = build_optimizer(head, OptimConfig(lr=1e-3, weight_decay=0.0), {"gate_logits": scale})
+        head.train()
+        # Adam's first step moves every parameter with a gradient by ~lr, whatever the gradient's size
+        loss = sum(p.float().pow(2).sum() for p in (head.fusion.gate_logits + 1.0, head.layers[1].q.weight))
+        loss.backward()
+        optimizer.step()
+        return ((head.fusion.gate_logits - before[0]).abs().mean().item(),
+                (head.layers[1].q.weight - before[1]).abs().mean().item())
+
+    gates_1, q_1 = one_step(1.0)
+    gates_50, q_50 = one_step(50.0)
+    assert gates_1 == pytest.approx(1e-3, rel=1e-3) and q_1 == pytest.approx(1e-3, rel=0.05)
+    assert gates_50 == pytest.approx(50 * gates_1, rel=1e-3)
+    assert q_50 == pytest.approx(q_1, rel=1e-6)
+
+
+def test_optimizer_groups_keep_the_checkpointed_order(backbone):
+    from vlm2vla.training.optim import OptimConfig, build_optimizer
+
+    head = _policy(backbone, "pi0", 2).head
+    plain = build_optimizer(head, OptimConfig(weight_decay=0.1), {"gate_logits": 1.0}).param_groups
+    assert [g["weight_decay"] for g in plain] == [0.1, 0.0]  # the two groups runs were always saved with
+    scaled = build_optimizer(head, OptimConfig(weight_decay=0.1), {"gate_logits": 10.0}).param_groups
+    assert [g["weight_decay"] for g in scaled] == [0.1, 0.0, 0.0]
+    assert [p is head.fusion.gate_logits for p in scaled[2]["params"]] == [True]
+    assert scaled[2]["lr"] == pytest.approx(10 * scaled[0]["lr"])
+
+
 def test_prior_trained_on_other_statistics_is_named(tmp_path, backbone, caplog):
     prior = _policy(backbone, "pi0", 1)
     prior.save_pretrained(tmp_path / "stage1")

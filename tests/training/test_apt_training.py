@@ -101,3 +101,14 @@ def test_settings_that_are_no_apt_run(tmp_path, apt_vlm, apt_data):
         _config(tmp_path / "x", apt_vlm, apt_data, policy=APT_POLICY, lora={"enabled": True})
     with pytest.raises(ValueError, match="head=pi0 or head=gr00t"):
         _config(tmp_path / "x", apt_vlm, apt_data, policy={**APT_POLICY, "head": "vlm4vla"})
+
+
+def test_gate_lr_scale_reaches_the_run(tmp_path, apt_vlm, apt_data):
+    moved = {}
+    for scale in (1.0, 50.0):
+        run_dir = tmp_path / f"scale{scale:g}"
+        _run(_config(run_dir, apt_vlm, apt_data, policy=APT_POLICY, max_steps=2, apt={"gate_lr_scale": scale}))
+        assert _manifest(run_dir)["config"]["apt"]["gate_lr_scale"] == scale
+        moved[scale] = _expert(run_dir)["head.fusion.gate_logits"].abs().mean().item()  # they start at 0
+    # Adam moves each logit by about the learning rate per step, so 50x the rate moves them ~50x as far
+    assert 0 < moved[1.0] < 3e-3 and moved[50.0] > 20 * moved[1.0]

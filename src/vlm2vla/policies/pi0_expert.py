@@ -241,14 +241,17 @@ class CachedSteps:
     pi0 at inference pays eager per-op overhead at every step, in every layer, on tiny matrices: at batch 1
     on the tiny default a 10-step chunk cost 2.9x the VLM prefix forward. Hoisted out of the steps here:
     the block-causal mask (as the additive float mask SDPA would build from the boolean one at every
-    call), the rotary tables, the state token's input, the prefix keys/values (copied once into buffers
-    the expert's own keys/values are written after, instead of concatenated anew), and the weights fused
-    per layer: q|k|v in one matmul, gate|up in one; queries and keys are rotated together. Same arithmetic
-    as `velocity` up to the rounding of the fused matmuls.
+    call), the rotary tables, the prefix keys/values (copied once into buffers the expert's own keys/values
+    are written after, instead of concatenated anew), the weights fused per layer (q|k|v in one matmul,
+    gate|up in one; queries and keys are rotated together), and the state token: it sees only the prefix
+    and itself, so its path through every layer is the same at every step; it runs once here, leaves its
+    keys/values in the buffers, and each step carries the action tokens alone. Same arithmetic as
+    `velocity` up to the rounding of the fused matmuls.
 
     Measured (benchmarks/bench_policy.py, tiny default, 2 threads, batch 1): 3.01x -> 2.63x the prefix
-    forward. The <= 1.5x target is not reached on a 2-core CPU: the expert's 16 matmuls per step alone
-    take ~0.6 ms there, about the whole budget a 1.5x chunk leaves for one step.
+    forward before the state token was hoisted. The <= 1.5x target is not reached on a 2-core CPU: the
+    expert's 16 matmuls per step alone take ~0.6 ms there, about the whole budget a 1.5x chunk leaves for
+    one step (bench_policy's `floor` column times them alone).
     """
 
     def __init__(self, expert: Pi0Expert, context: dict[str, Any], prefix: Prefix) -> None:
@@ -256,17 +259,13 @@ class CachedSteps:
         tokens = expert.tokens
         dims = expert.dims
         self.heads, self.kv_heads, self.head_dim = dims.num_attention_heads, dims.num_key_value_heads, dims.head_dim
-        self.num_state = tokens.num_state_tokens
-        n = self.num_state + expert.config.chunk_size
+        s = self.num_state = tokens.num_state_tokens
+        n = s + expert.config.chunk_size
         dtype = tokens.action_in.weight.dtype
         visible = expert._attention_mask(context["keep"], n)
-        self.mask = torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill_(~visible,
-                                                                                               float("-inf"))
+        mask = torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill_(~visible, float("-inf"))
         cos, sin = context["rotary"]
-        self.cos, self.sin = cos[:, :, None].to(dtype), sin[:, :, None].to(dtype)  # [B, n, 1, head_dim]
-        self.state = None
-        if self.num_state:
-            self.state = tokens.state_in(prefix.state.to(dtype))[:, None]
+        cos, sin = cos[:, :, None].to(dtype), sin[:, :, None].to(dtype)  # [B, n, 1, head_dim]
         self.layers = []
         for pos, (slot, layer) in enumerate(zip(expert.plan, expert.layers, strict=True)):
             if slot.inserted and expert.bypass_inserted:
@@ -278,10 +277,37 @@ class CachedSteps:
             k_buffer[:, :, :length] = keys
             v_buffer[:, :, :length] = values
             self.layers.append({
-                "layer": layer, "k": k_buffer, "v": v_buffer, "length": length,
+                "layer": layer, "k": k_buffer, "v": v_buffer, "start": length + s,
                 "qkv": torch.cat([layer.q.weight, layer.k.weight, layer.v.weight]),
                 "gate_up": torch.cat([layer.mlp.gate.weight, layer.mlp.up.weight]),
             })
+        if s:
+            x = tokens.state_in(prefix.state.to(dtype))[:, None]
+            for cached in self.layers:
+                length = cached["start"] - s
+                # the state rows see the prefix and themselves: the buffers up to them, nothing after
+                x = self._layer(cached, x, cos[:, :s], sin[:, :s], mask[:, :, :s, :length + s], length,
+                                cached["k"][:, :, :length + s], cached["v"][:, :, :length + s])
+        self.cos, self.sin, self.mask = cos[:, s:], sin[:, s:], mask[:, :, s:]
+
+    def _layer(self, cached: dict[str, Any], x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+               mask: torch.Tensor, at: int, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """One expert layer over the rows x [B, t, w]: their keys/values go into the buffers at `at`, then
+        they attend to `keys`/`values` (views of the buffers) under `mask`."""
+        layer = cached["layer"]
+        b, t, _ = x.shape
+        heads, kv, hd = self.heads, self.kv_heads, self.head_dim
+        width_qk = (heads + kv) * hd
+        projected = F.linear(layer.attn_norm(x), cached["qkv"])
+        qk = projected[..., :width_qk].view(b, t, heads + kv, hd)
+        qk = torch.addcmul(qk * cos, _rotate_half(qk), sin)
+        cached["k"][:, :, at:at + t] = qk[:, :, heads:].transpose(1, 2)
+        cached["v"][:, :, at:at + t] = projected[..., width_qk:].view(b, t, kv, hd).transpose(1, 2)
+        out = F.scaled_dot_product_attention(qk[:, :, :heads].transpose(1, 2), keys, values, attn_mask=mask,
+                                             enable_gqa=heads != kv)
+        x = x + layer.o(out.transpose(1, 2).reshape(b, t, heads * hd))
+        gate, up = F.linear(layer.mlp_norm(x), cached["gate_up"]).chunk(2, dim=-1)
+        return x + layer.mlp.down(F.silu(gate) * up)
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Predicted velocity [B, T, A] of x_t [B, T, A] at times t [B] (what `Pi0Expert.velocity` returns)."""
@@ -289,22 +315,6 @@ class CachedSteps:
         actions = tokens.action_in(x_t)
         times = time_embedding(t, tokens.width).to(actions.dtype)[:, None].expand_as(actions)
         x = tokens.fuse(torch.cat([actions, times], dim=-1))
-        if self.state is not None:
-            x = torch.cat([self.state, x], dim=1)
-        b, n, _ = x.shape
-        heads, kv, hd = self.heads, self.kv_heads, self.head_dim
-        width_qk = (heads + kv) * hd
         for cached in self.layers:
-            layer = cached["layer"]
-            projected = F.linear(layer.attn_norm(x), cached["qkv"])
-            qk = projected[..., :width_qk].view(b, n, heads + kv, hd)
-            qk = torch.addcmul(qk * self.cos, _rotate_half(qk), self.sin)
-            length = cached["length"]
-            cached["k"][:, :, length:] = qk[:, :, heads:].transpose(1, 2)
-            cached["v"][:, :, length:] = projected[..., width_qk:].view(b, n, kv, hd).transpose(1, 2)
-            out = F.scaled_dot_product_attention(qk[:, :, :heads].transpose(1, 2), cached["k"], cached["v"],
-                                                 attn_mask=self.mask, enable_gqa=heads != kv)
-            x = x + layer.o(out.transpose(1, 2).reshape(b, n, heads * hd))
-            gate, up = F.linear(layer.mlp_norm(x), cached["gate_up"]).chunk(2, dim=-1)
-            x = x + layer.mlp.down(F.silu(gate) * up)
-        return self.expert.action_out(self.expert.norm(x[:, self.num_state:]))
+            x = self._layer(cached, x, self.cos, self.sin, self.mask, cached["start"], cached["k"], cached["v"])
+        return self.expert.action_out(self.expert.norm(x))

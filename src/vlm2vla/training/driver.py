@@ -72,6 +72,8 @@ class TaskSetup:
     collator: Callable[[list[Any]], dict[str, Any]]  # items -> model batch (runs in the loader workers)
     inputs: dict[str, Any] = field(default_factory=dict)  # manifest inputs
     metrics: dict[str, Any] = field(default_factory=dict)  # manifest metrics known before training
+    # learning-rate multipliers by parameter-name suffix (APT's gate logits: apt.gate_lr_scale)
+    lr_scales: dict[str, float] = field(default_factory=dict)
 
 
 class TrainingTask(Protocol):
@@ -246,7 +248,8 @@ def build(task: TrainingTask, cfg: RunSettings, run: Run, *,
     stream = make_stream(setup.dataset, setup.collator, cfg.optim.batch_size, acc.num_processes, acc.process_index,
                          cfg.seed, cfg.num_workers)
     steps = total_steps(cfg.optim, stream.sampler.batches_per_epoch)
-    optimizer = build_optimizer(setup.model, cfg.optim)  # raises "Nothing to train" when everything is frozen
+    # raises "Nothing to train" when everything is frozen
+    optimizer = build_optimizer(setup.model, cfg.optim, setup.lr_scales)
     scheduler = build_scheduler(optimizer, cfg.optim, steps)
     model, optimizer = acc.prepare(setup.model, optimizer)
     acc.register_for_checkpointing(scheduler)

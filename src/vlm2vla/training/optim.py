@@ -75,20 +75,35 @@ def make_accelerator(optim: OptimConfig) -> Accelerator:
     return Accelerator(cpu=cpu, mixed_precision=precision, step_scheduler_with_optimizer=False)
 
 
-def build_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over trainable parameters; biases, norm weights (1-D) and APT's gate logits get no weight decay."""
+def build_optimizer(model: torch.nn.Module, optim: OptimConfig,
+                    lr_scales: dict[str, float] | None = None) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; biases, norm weights (1-D) and APT's gate logits get no weight decay.
+
+    Args:
+        lr_scales: parameter-name suffix -> multiplier of optim.lr for the parameters whose names end with it
+            (the schedule scales every group alike).
+    """
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not params:
         raise ValueError("Nothing to train: every parameter is frozen (check `freeze` and `lora`).")
+    scales = {suffix: scale for suffix, scale in (lr_scales or {}).items() if scale != 1.0}
 
     # Decay would pull a gate logit w toward 0 (g = 0.5) whatever its configured start.
     def decays(name: str, p: torch.nn.Parameter) -> bool:
         return p.ndim >= 2 and not name.endswith("gate_logits")
 
-    decay = [p for n, p in params if decays(n, p)]
-    no_decay = [p for n, p in params if not decays(n, p)]
-    groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr, betas=tuple(optim.betas))
+    def scale(name: str) -> float:
+        return next((s for suffix, s in scales.items() if name.endswith(suffix)), 1.0)
+
+    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
+    for n, p in params:
+        groups.setdefault((decays(n, p), scale(n)), []).append(p)
+    # Decayed first, then the rest, then the scaled groups: a checkpoint's optimizer state lists its groups
+    # in this order, so runs without scales keep the layout earlier checkpoints were saved with.
+    order = sorted(groups, key=lambda key: (not key[0], key[1] != 1.0, key[1]))
+    return torch.optim.AdamW(
+        [{"params": groups[key], "weight_decay": optim.weight_decay if key[0] else 0.0, "lr": optim.lr * key[1]}
+         for key in order], lr=optim.lr, betas=tuple(optim.betas))
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, total_steps: int) -> Any:

@@ -86,6 +86,7 @@ class PolicyTask:
             inputs["stage1"] = apt["stage1"]
         return TaskSetup(
             model=self.policy, dataset=train_set, collator=self.policy.collator(), inputs=inputs,
+            lr_scales={"gate_logits": cfg.apt.gate_lr_scale},
             metrics={"parameters": self.parameters, "apt": apt, "train_episodes": len(train_eps) - len(bad_train),
                      "val_episodes": len(val_eps) - len(bad_val), "train_frames": len(train_set),
                      "skipped_episodes": len(bad), "skipped": {str(e): reason for e, reason in sorted(bad.items())}})

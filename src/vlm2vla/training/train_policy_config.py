@@ -61,10 +61,14 @@ class APTTraining:
     # keep the VLM frozen in both APT stages (the paper's recipe); false leaves it to `freeze` and `lora`
     # (a sequenced run's stage 2 then starts from the VLM stage 1 trained)
     freeze_vlm: bool = True
+    # learning rate of the fusion gates' logits as a multiple of optim.lr: Adam moves a parameter by about
+    # its learning rate per step, so at lr 3e-4 a logit can travel only ~0.1 in 500 steps (g stays near its
+    # start); a larger scale lets stage 2 choose how much of the VLM state to read
+    gate_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.stage1_steps < 0 or self.stage1_lr < 0:
-            raise ValueError("apt.stage1_steps and apt.stage1_lr must be >= 0")
+        if self.stage1_steps < 0 or self.stage1_lr < 0 or self.gate_lr_scale <= 0:
+            raise ValueError("apt.stage1_steps and apt.stage1_lr must be >= 0 and apt.gate_lr_scale > 0")
         if self.stage1 and self.stage1_steps:
             raise ValueError(f"set apt.stage1 (a trained stage-1 policy, got {self.stage1!r}) or apt.stage1_steps "
                              f"(train one first, got {self.stage1_steps}), not both")
