@@ -232,6 +232,36 @@ def test_loading_the_wrong_prior_names_both_sides(tmp_path, vlm_dir, backbone):
         fused.load_apt_prior(tmp_path / "nowhere")
 
 
+def test_the_priors_vlm_is_compared_from_disk_without_loading_it(tmp_path, vlm_dir, backbone, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    from vlm2vla.policies.apt import first_difference_on_disk
+
+    prior = _policy(backbone, "pi0", 1)
+    prior.save_pretrained(tmp_path / "stage1")
+    folder = tmp_path / "stage1" / "backbone"
+    assert first_difference_on_disk(folder, backbone.model) == ""
+
+    def no_second_vlm(*args, **kwargs):
+        raise AssertionError("the prior's VLM was loaded as a model")
+
+    monkeypatch.setattr(VLMBackbone, "from_pretrained", no_second_vlm)
+    assert _policy(backbone, "pi0", 2).load_apt_prior(tmp_path / "stage1")["fresh_parameters"] > 0
+    monkeypatch.undo()
+    # one weight changed on disk is found, named and measured
+    (weights,) = folder.glob("*.safetensors")
+    tensors = load_file(str(weights))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 0.5
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    assert first_difference_on_disk(folder, backbone.model) == f"{name} differs (max |difference| 0.5)"
+    # files saved under other tensor names: the caller must load and compare the model instead
+    save_file({f"renamed.{k}": v for k, v in tensors.items()}, str(weights), metadata={"format": "pt"})
+    assert first_difference_on_disk(folder, backbone.model) is None
+    with pytest.raises(PolicyCheckpointError, match="another VLM"):
+        _policy(backbone, "pi0", 2).load_apt_prior(tmp_path / "stage1")
+
+
 def test_stage2_config_round_trips(backbone):
     cfg = replace(_config("gr00t", 2), apt=APTOptions(stage=2, gate_init=-2.0, zero_init_inserted=True))
     from vlm2vla.config import config_to_dict

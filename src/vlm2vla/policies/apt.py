@@ -16,6 +16,7 @@ stage-1 expert's weights into a stage-2 expert.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -149,20 +150,53 @@ def load_prior(expert: nn.Module, stack: str, prior_state: dict[str, torch.Tenso
     return missing
 
 
-def first_difference(a: nn.Module, b: nn.Module, rtol: float = 1e-3, atol: float = 1e-5) -> str:
-    """'' when two models have the same weights (names, shapes, values within tolerance), else the first difference.
+def _tensor_difference(name: str, x: torch.Tensor, y: torch.Tensor, rtol: float, atol: float) -> str:
+    """'' when x and y agree (compared in the lower-precision dtype of the two, so a bf16 copy of fp32
+    weights matches), else what differs."""
+    if x.shape != y.shape:
+        return f"{name} has shape {tuple(x.shape)} vs {tuple(y.shape)}"
+    dtype = x.dtype if x.element_size() <= y.element_size() else y.dtype
+    if not torch.allclose(x.to("cpu", dtype).float(), y.to("cpu", dtype).float(), rtol=rtol, atol=atol):
+        return f"{name} differs (max |difference| {float((x.float().cpu() - y.float().cpu()).abs().max()):.3g})"
+    return ""
 
-    Values are compared in the lower-precision dtype of the two, so a bf16 copy of fp32 weights matches.
-    """
+
+def first_difference(a: nn.Module, b: nn.Module, rtol: float = 1e-3, atol: float = 1e-5) -> str:
+    """'' when two models have the same weights (names, shapes, values within tolerance), else the first difference."""
     sa, sb = a.state_dict(), b.state_dict()
     if set(sa) != set(sb):
         only_a, only_b = sorted(set(sa) - set(sb)), sorted(set(sb) - set(sa))
         return f"different weights: {only_a[:3]} only in the first, {only_b[:3]} only in the second"
-    for name, x in sa.items():
-        y = sb[name]
-        if x.shape != y.shape:
-            return f"{name} has shape {tuple(x.shape)} vs {tuple(y.shape)}"
-        dtype = x.dtype if x.element_size() <= y.element_size() else y.dtype
-        if not torch.allclose(x.to("cpu", dtype).float(), y.to("cpu", dtype).float(), rtol=rtol, atol=atol):
-            return f"{name} differs (max |difference| {float((x.float().cpu() - y.float().cpu()).abs().max()):.3g})"
-    return ""
+    return next((d for name, x in sa.items() if (d := _tensor_difference(name, x, sb[name], rtol, atol))), "")
+
+
+def first_difference_on_disk(folder: Path, model: nn.Module, rtol: float = 1e-3, atol: float = 1e-5) -> str | None:
+    """`first_difference` between the weights saved in `folder` (*.safetensors) and `model`, read one tensor at
+    a time, so a prior's VLM need not be loaded next to this run's (twice a 7B VLM's memory otherwise).
+
+    Returns:
+        '' when they agree, the first difference otherwise, or None when the files' tensor names are not
+        the model's own (another saving convention: load the folder as a model and compare that instead).
+        Weights the files leave out because they are tied to others (an lm_head tied to the embeddings)
+        are not compared.
+    """
+    from safetensors import safe_open
+
+    own = model.state_dict()
+    files = sorted(folder.glob("*.safetensors"))
+    handles = [safe_open(str(f), framework="pt") for f in files]
+    names = {name: h for h in handles for name in h.keys()}
+    if not files or not set(names) <= set(own):
+        return None
+    untied = {n for n in own if n not in names and not _tied_elsewhere(model, n, names)}
+    if untied:
+        return f"different weights: {sorted(untied)[:3]} only in this run's model"
+    return next((d for name, h in names.items()
+                 if (d := _tensor_difference(name, h.get_tensor(name), own[name], rtol, atol))), "")
+
+
+def _tied_elsewhere(model: nn.Module, name: str, saved: dict) -> bool:
+    """Whether parameter `name` shares its storage with a parameter saved under another name."""
+    tensor = model.state_dict()[name]
+    return any(other in saved for other, t in model.state_dict().items()
+               if other != name and t.data_ptr() == tensor.data_ptr())

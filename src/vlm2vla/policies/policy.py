@@ -32,7 +32,7 @@ from vlm2vla.backbones.backbone import VLMBackbone
 from vlm2vla.config import config_to_dict
 from vlm2vla.fileio import atomic_dir, atomic_write_json
 from vlm2vla.policies.action_head import ActionHead, BackboneDims, Prefix, build_head
-from vlm2vla.policies.apt import first_difference
+from vlm2vla.policies.apt import first_difference, first_difference_on_disk
 from vlm2vla.policies.collate import ACTION_KEY, STATE_KEY, VLACollator
 from vlm2vla.policies.configuration import VLAConfig
 from vlm2vla.policies.errors import PolicyCheckpointError, PolicyInputError
@@ -269,14 +269,16 @@ class VLAPolicy(nn.Module):
         if differences:
             raise PolicyCheckpointError(f"the stage-1 policy {root} has another expert shape than this stage-2 "
                                         f"config: {'; '.join(differences)} (stage 1 vs here)")
-        prior_vlm = VLMBackbone.from_pretrained(str(root / BACKBONE_DIR), local_files_only=True)
-        difference = first_difference(prior_vlm.model, self.backbone.model)
+        difference = first_difference_on_disk(root / BACKBONE_DIR, self.backbone.model)
+        if difference is None:  # saved under other tensor names: compare the loaded model
+            prior_vlm = VLMBackbone.from_pretrained(str(root / BACKBONE_DIR), local_files_only=True)
+            difference = first_difference(prior_vlm.model, self.backbone.model)
+            del prior_vlm
         if difference:
             raise PolicyCheckpointError(
-                f"the stage-1 policy {root} was trained against another VLM ({prior_vlm.name_or_path}) than this "
+                f"the stage-1 policy {root} was trained against another VLM ({root / BACKBONE_DIR}) than this "
                 f"run's model ({self.backbone.name_or_path}): {difference}. Stage 2 reads the VLM the prior "
                 f"was trained against: set model={root / BACKBONE_DIR}, or train stage 1 on this model")
-        del prior_vlm
         tensors = load_file(str(root / WEIGHTS_FILE))
         fresh = self.head.load_prior({k.removeprefix("head."): v for k, v in tensors.items()
                                       if k.startswith("head.")}, str(root / WEIGHTS_FILE))
