@@ -49,9 +49,10 @@ def test_cells_are_valid_and_comparable(path, tmp_path):
         assert "vlm" in train.freeze or (train.policy.apt.stage and train.apt.freeze_vlm)
         totals.add(train.optim.max_steps + train.apt.stage1_steps)
         depths.add(getattr(train.policy, cell["head"]).num_layers)
-        stage = {"apt": 2, "joint": 0, "joint-gated": 2, "floor": 1}[cell["variant"]]
+        stage = {"apt": 2, "apt-gates": 2, "joint": 0, "joint-gated": 2, "floor": 1}[cell["variant"]]
         assert train.policy.apt.stage == stage
-        assert bool(train.apt.stage1_steps) == (cell["variant"] == "apt")
+        assert bool(train.apt.stage1_steps) == cell["variant"].startswith("apt")
+        assert (train.apt.gate_lr_scale != 1.0) == (cell["variant"] == "apt-gates")
     assert totals == {cfg["steps"]} and len(depths) == 1
     evaluation = _parse(cfg["eval"].format(run=tmp_path / "policy", splits="[" + ",".join(cfg["splits"]) + "]"))
     assert tuple(evaluation.splits) == tuple(cfg["splits"])
