@@ -248,10 +248,10 @@ class CachedSteps:
     keys/values in the buffers, and each step carries the action tokens alone. Same arithmetic as
     `velocity` up to the rounding of the fused matmuls.
 
-    Measured (benchmarks/bench_policy.py, tiny default, 2 threads, batch 1): 3.01x -> 2.63x the prefix
-    forward before the state token was hoisted. The <= 1.5x target is not reached on a 2-core CPU: the
-    expert's 16 matmuls per step alone take ~0.6 ms there, about the whole budget a 1.5x chunk leaves for
-    one step (bench_policy's `floor` column times them alone).
+    Measured (benchmarks/bench_policy.py, tiny default, 2 threads, batch 1): 3.11x -> 2.78x the prefix
+    forward. The <= 1.5x target is not reached on a 2-core CPU: the expert's matmuls alone would allow
+    1.28x (bench_policy's `floor`), but the ~25 other small ops per layer and step cost ~2 ms of eager
+    dispatch per step.
     """
 
     def __init__(self, expert: Pi0Expert, context: dict[str, Any], prefix: Prefix) -> None:
