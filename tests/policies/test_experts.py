@@ -308,3 +308,37 @@ def test_pi0_inference_steps_give_the_reference_samplers_actions(backbone, layou
         fast = expert.predict(backbone, prefix, noise=noise, num_steps=10)
     assert (fast - reference).abs().max() < 1e-5
     assert (fast - noise).abs().max() > 0.1  # the steps moved the sample
+
+
+@pytest.fixture(scope="module", params=["idefics3", "qwen2_vl", "paligemma"])
+def family_backbone(request, tmp_path_factory) -> VLMBackbone:
+    """A tiny random VLM of each tested family: they number their prompt tokens differently."""
+    from vlm2vla.backbones.random_models import build_family
+
+    texts = ("open the drawer", "push the red button now, then pick up the red block on the left")
+    folder = build_family(request.param, tmp_path_factory.mktemp(request.param), texts=texts, image_size=32,
+                          vocab_size=300)
+    return VLMBackbone.from_pretrained(str(folder))
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("apt_stage", [0, 2], ids=["plain", "apt-stage2"])
+def test_a_rows_actions_do_not_depend_on_the_padding_its_batch_adds(family_backbone, head, apt_stage):
+    """The expert's tokens (and APT's fused keys) sit at the VLM's own positions: Qwen2-VL numbers only real
+    tokens, so placing them after the padded length moved them by the padding a longer prompt added."""
+    from dataclasses import replace
+
+    from vlm2vla.policies.configuration import APTOptions
+
+    cfg = replace(_config(head), max_prompt_length=160, apt=APTOptions(stage=apt_stage, gate_init=0.3))
+    torch.manual_seed(0)
+    policy = VLAPolicy.build(cfg, family_backbone, cfg.fake_stats()).eval()
+    items = cfg.fake_items(2, tasks=["open the drawer", "push the red button now, then pick up the red block on "
+                                     "the left"], image_size=32)
+    noise = _noise(2)
+    with torch.no_grad():
+        batched = policy.head.predict(family_backbone, policy.prefix(policy.collator()(items)), noise=noise,
+                                      num_steps=3)
+        alone = policy.head.predict(family_backbone, policy.prefix(policy.collator()(items[:1])), noise=noise[:1],
+                                    num_steps=3)
+    assert (batched[:1] - alone).abs().max() < 1e-5

@@ -6,11 +6,13 @@
                                                      -> RMSNorm -> SwiGLU -> +res
     output:          RMSNorm -> linear -> velocity [B, T, A]
 
-Expert tokens sit at positions L, L+1, ... after the L prefix positions (the VLM numbers every row
-0..L-1, real tokens at the end of a left-padded row), so rotary offsets between an expert token and the
-last prompt token do not depend on padding. Attention is block-causal as in pi0: the state token sees
-the prefix and itself, action tokens see the prefix, the state and each other. The prefix never sees the
-expert, so its keys/values are computed once per observation and reused at every Euler step.
+Expert tokens sit where the VLM would put the next tokens: right after the row's last real position, in
+the VLM's own numbering (recorded from its rotary embedding during the prefix forward: Idefics3 counts
+padding, Qwen2-VL does not and numbers an image by its grid), so rotary offsets between an expert token
+and the last prompt token do not depend on the padding a batch gives a row. Attention is block-causal as
+in pi0: the state token sees the prefix and itself, action tokens see the prefix, the state and each
+other. The prefix never sees the expert, so its keys/values are computed once per observation and reused
+at every Euler step.
 
 At inference (`predict`, through `step_velocity`) the Euler steps run `CachedSteps`, which does the work
 that does not change between steps once per chunk; `velocity` stays the reference it must match (and
@@ -52,32 +54,79 @@ def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torc
     return x * cos[:, None] + _rotate_half(x) * sin[:, None]
 
 
+def text_rotary(backbone: Any) -> nn.Module | None:
+    """The language model's `rotary_emb` module (it knows the checkpoint's RoPE type and scaling), or None."""
+    modules = [(n, m) for n, m in backbone.model.named_modules() if n.split(".")[-1] == "rotary_emb"]
+    text = [m for n, m in modules if "text" in n or "language" in n] or [m for _, m in modules]
+    return text[0] if text else None
+
+
 def rotary_tables(backbone: Any, positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin of the VLM's own rotary embedding at `positions`, so expert and prefix keys agree.
 
-    Uses the language model's `rotary_emb` module (it knows the checkpoint's RoPE type and scaling);
-    falls back to standard RoPE with the text config's rope_theta when there is none.
+    Uses `text_rotary`; falls back to standard RoPE with the text config's rope_theta when there is none.
 
     Args:
         backbone: the VLMBackbone.
-        positions: [B, T] integer positions.
+        positions: [B, T] integer positions, or the [3, B, T] of a multimodal RoPE (Qwen2-VL's M-RoPE),
+            as the VLM numbers its own tokens.
         head_dim: per-head width.
 
     Returns:
         cos, sin: [B, T, head_dim] float32.
     """
-    modules = [(n, m) for n, m in backbone.model.named_modules() if n.split(".")[-1] == "rotary_emb"]
-    text = [m for n, m in modules if "text" in n or "language" in n] or [m for _, m in modules]
-    if text:
+    module = text_rotary(backbone)
+    if module is not None:
         probe = torch.zeros(1, device=positions.device, dtype=torch.float32)
-        cos, sin = text[0](probe, positions)
+        cos, sin = module(probe, positions)
         return cos.float(), sin.float()
+    if positions.ndim == 3:
+        positions = positions[0]
     config = backbone.model.config.get_text_config()
     theta = (getattr(config, "rope_parameters", None) or {}).get("rope_theta") or getattr(config, "rope_theta", 1e4)
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)
     angles = positions.float()[..., None] * inv_freq
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
+
+
+class RecordedPositions:
+    """Within `with`, records the position ids the VLM's text rotary embedding is first called with.
+
+    The VLMs number their tokens differently: Idefics3 (Llama) counts every row 0..L-1, padding included;
+    Qwen2-VL counts only real tokens, an image as max(h, w) steps, in three M-RoPE components; PaliGemma
+    from the attention mask. The expert's tokens and APT's fused keys must sit where the VLM's next tokens
+    would, so their offsets to the prefix keys do not depend on the padding a batch gives a row.
+    """
+
+    def __init__(self, backbone: Any) -> None:
+        self.module = text_rotary(backbone)
+        self.positions: torch.Tensor | None = None
+        self._handle = None
+
+    def _record(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if self.positions is None:
+            positions = args[1] if len(args) > 1 else kwargs.get("position_ids")
+            self.positions = positions.detach() if positions is not None else None
+
+    def __enter__(self) -> RecordedPositions:
+        if self.module is not None:
+            self._handle = self.module.register_forward_pre_hook(self._record, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+
+    def get(self, batch: int, length: int, device: torch.device) -> torch.Tensor:
+        """[B, L] (or [3, B, L]) positions of the prefix rows; 0..L-1 when none were recorded."""
+        positions = self.positions
+        if positions is None:
+            return torch.arange(length, device=device).expand(batch, length)
+        positions = positions.to(device)
+        if positions.ndim == 3 and positions.shape[0] == 1:
+            positions = positions[0]
+        return positions.expand(*positions.shape[:-2], batch, length)
 
 
 class Pi0ExpertLayer(nn.Module):
@@ -160,45 +209,51 @@ class Pi0Expert(FlowMatchingExpert):
             sin) [B, T, head_dim] at the expert tokens' positions}.
         """
         batch = {k: v for k, v in prefix.batch.items() if k != "labels"}
-        out = backbone(batch, use_cache=True, output_hidden_states=self.fusion is not None)
+        with RecordedPositions(backbone) as recorded:
+            out = backbone(batch, use_cache=True, output_hidden_states=self.fusion is not None)
         cache = out.past_key_values
         wanted = {slot.vlm_layer for slot in self.plan if not slot.inserted}
         kv = {i: (cache.layers[i].keys, cache.layers[i].values) for i in wanted}
         device = self._device()
         keep = prefix_key_mask(prefix, self.mask_language, device)
         b, length = keep.shape
+        prefix_positions = recorded.get(b, length, device)
         n = self.tokens.num_state_tokens + self.config.chunk_size
-        positions = self._start_positions(prefix, length, device)[:, None] + torch.arange(n, device=device)
-        fused = self._fuse(backbone, cache, out.hidden_states, length) if self.fusion is not None else {}
+        start = self._start_positions(prefix, prefix_positions, device)
+        positions = start[:, None] + torch.arange(n, device=device)
+        fused = self._fuse(backbone, cache, out.hidden_states, prefix_positions) if self.fusion is not None else {}
         rotary = rotary_tables(backbone, positions, self.dims.head_dim)
         return {"kv": kv, "fused": fused, "keep": keep, "rotary": rotary}
 
-    def _start_positions(self, prefix: Prefix, length: int, device: torch.device) -> torch.Tensor:
-        """[B] position of each row's first expert token.
+    def _start_positions(self, prefix: Prefix, prefix_positions: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """[B] position of each row's first expert token, in the VLM's numbering (`RecordedPositions`).
 
-        pi0's layout: right after the prompt (L). Under APT (both stages) the expert tokens sit
-        max_prompt_length positions after the instruction's first token instead: then in stage 1, with
-        the instruction hidden, their rotary offsets to the image tokens do not tell the instruction's
-        length (nor the padding it causes in a batch), and stage 2 keeps the offsets stage 1 learnt.
+        pi0's layout: right after the prompt (the row's last real position + 1; L for a VLM that numbers
+        rows 0..L-1). Under APT (both stages) the expert tokens sit max_prompt_length positions after the
+        instruction's first token instead: then in stage 1, with the instruction hidden, their rotary
+        offsets to the image tokens do not tell the instruction's length (nor the padding it causes in a
+        batch), and stage 2 keeps the offsets stage 1 learnt.
         """
-        start = torch.full((prefix.language_mask.shape[0],), length, device=device)
+        per_token = prefix_positions.amax(dim=0) if prefix_positions.ndim == 3 else prefix_positions  # [B, L]
+        real = prefix.batch["attention_mask"].to(device).bool()
+        start = per_token.masked_fill(~real, torch.iinfo(per_token.dtype).min).amax(dim=1) + 1
         if not self.config.apt.stage:
             return start
         language = prefix.language_mask.to(device).bool()
-        anchor = torch.where(language.any(dim=1), language.int().argmax(dim=1), start)
+        first = per_token.gather(1, language.int().argmax(dim=1, keepdim=True))[:, 0]
+        anchor = torch.where(language.any(dim=1), first, start)
         return anchor + self.config.max_prompt_length
 
-    def _fuse(self, backbone: Any, cache: Any, hidden: tuple[torch.Tensor, ...], length: int
+    def _fuse(self, backbone: Any, cache: Any, hidden: tuple[torch.Tensor, ...], prefix_positions: torch.Tensor
               ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """Keys/values of each inserted layer: g * (VLM K/V) + (1 - g) * projected hidden state.
 
-        The projected keys are rotated at the prefix rows' positions 0..L-1 (the VLM's own for 1-D RoPE)
-        before mixing, so both parts carry the key's position.
+        The projected keys are rotated at the positions the VLM gave the prefix rows before mixing, so both
+        parts carry the key's position.
         """
         kv_heads, head_dim = self.dims.num_key_value_heads, self.dims.head_dim
-        b = hidden[0].shape[0]
-        rows = torch.arange(length, device=hidden[0].device).expand(b, length)
-        cos, sin = rotary_tables(backbone, rows, head_dim)
+        b, length = hidden[0].shape[:2]
+        cos, sin = rotary_tables(backbone, prefix_positions.to(hidden[0].device), head_dim)
         fused = {}
         for k, (pos, slot) in enumerate(self.inserted_slots):
             layer = cache.layers[slot.vlm_layer]
