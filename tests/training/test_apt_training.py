@@ -112,3 +112,24 @@ def test_gate_lr_scale_reaches_the_run(tmp_path, apt_vlm, apt_data):
         moved[scale] = _expert(run_dir)["head.fusion.gate_logits"].abs().mean().item()  # they start at 0
     # Adam moves each logit by about the learning rate per step, so 50x the rate moves them ~50x as far
     assert 0 < moved[1.0] < 3e-3 and moved[50.0] > 20 * moved[1.0]
+
+
+def test_a_sequenced_run_split_into_jobs_ends_as_one_run(tmp_path, apt_vlm, apt_data):
+    """stop_after counts the whole run (stage 1's steps, then stage 2's), and every job resumes where the last
+    stopped: the final expert equals an uninterrupted run's."""
+    def config(name: str):
+        return _config(tmp_path / name, apt_vlm, apt_data, policy=APT_POLICY, max_steps=3, val_episodes=0,
+                       apt={"stage1_steps": 3})
+
+    _run(config("whole"))
+    split = config("split")
+    assert _run(split, stop_after=2) == {"step": 2, "stopped_early": True, "apt_stage": 1}
+    assert _run(split, stop_after=3) == {"step": 3, "stopped_early": True, "apt_stage": 1}
+    assert _manifest(tmp_path / "split" / "stage1")["status"] == "complete"
+    assert _run(split, stop_after=5) == {"step": 5, "stopped_early": True, "apt_stage": 2}
+    assert not (tmp_path / "split" / "policy").exists()
+    assert _run(split)["steps"] == 3
+    whole, parts = _expert(tmp_path / "whole"), _expert(tmp_path / "split")
+    assert whole.keys() == parts.keys()
+    for key in whole:
+        torch.testing.assert_close(parts[key], whole[key], rtol=0, atol=1e-6, msg=key)

@@ -187,8 +187,9 @@ def train_policy(cfg: TrainPolicyConfig, run: Run, stop_after: int | None = None
     Args:
         cfg: the run's settings.
         run: the open run directory.
-        stop_after: stop with a checkpoint once this many steps are done (to split a run into jobs; each
-            APT stage counts its own steps); None trains to the end, validates and writes the final policy.
+        stop_after: stop with a checkpoint once this many steps are done (to split a run into jobs; a
+            sequenced APT run counts stage 1's steps, then stage 2's); None trains to the end, validates and
+            writes the final policy.
 
     Returns:
         Final metrics (also in the manifest): steps, final loss, validation figures, parameter counts,
@@ -211,11 +212,19 @@ def train_policy(cfg: TrainPolicyConfig, run: Run, stop_after: int | None = None
             if result.get("stopped_early"):
                 return {**result, "apt_stage": 1}
             gc.collect()  # the stage-1 session (model, optimizer, loader workers, frame cache) is gone
+        if stop_after is not None:
+            if stop_after <= cfg.apt.stage1_steps:
+                return {"step": cfg.apt.stage1_steps, "stopped_early": True, "apt_stage": 1}
+            stop_after -= cfg.apt.stage1_steps
         prior = prior_dir / "policy"
         cfg = replace(cfg, apt=replace(cfg.apt, stage1_steps=0, stage1=str(prior)))
         if not cfg.apt.freeze_vlm:  # stage 1 trained the VLM: stage 2 goes on from that VLM
             cfg = replace(cfg, model=str(prior / BACKBONE_DIR), init="pretrained")
         log.info("APT stage 2 from %s", cfg.apt.stage1)
+        result = train(build_session(cfg, run), stop_after)
+        if result.get("stopped_early"):
+            return {"step": prior_cfg.optim.max_steps + result["step"], "stopped_early": True, "apt_stage": 2}
+        return result
     return train(build_session(cfg, run), stop_after)
 
 
