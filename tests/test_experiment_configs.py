@@ -110,3 +110,21 @@ def test_single_fingerprint_of_the_first_sessions_reads_as_seed_0(tmp_path):
     summarize = _summarize()
     (tmp_path / "upstream.json").write_text('{"vlm": "a", "demonstrations": "b"}')
     assert summarize.stored_upstream(tmp_path) == {"0": {"vlm": "a", "demonstrations": "b"}}
+
+
+def test_paired_table_counts_discordant_episodes(tmp_path):
+    summarize = _summarize()
+    episodes = [("reach", "seen", str(i)) for i in range(20)]
+    apt = {key: i < 12 for i, key in enumerate(episodes)}  # 12 successes: 0-11
+    joint = {key: 9 <= i < 14 for i, key in enumerate(episodes)}  # 5 successes: 9-13, three shared with apt
+    overall = {"n": 20, "success_rate": 0.0}
+    cells = {("pi0", "apt", 0): {"results": {"overall": {**overall, "successes": 12, "success_rate": 0.6}},
+                                 "episodes": apt},
+             ("pi0", "joint", 0): {"results": {"overall": {**overall, "successes": 5, "success_rate": 0.25}},
+                                   "episodes": joint},
+             ("pi0", "joint", 1): {"results": {"overall": {**overall, "successes": 7, "success_rate": 0.35}},
+                                   "episodes": None}}  # a seed without per-episode outcomes: not paired
+    lines = summarize.overall_lines("pi0", ["apt", "joint"], [0, 1], cells)
+    assert "| joint | 5/20 | 7/20 | 12/40 = 30% [18%-45%] | 30 ± 7% |" in lines
+    # apt only: 0-8 (9), joint only: 12-13 (2), both: 9-11 (3), neither: 14-19 (6); binomial(2 of 11) p = 0.065
+    assert "| joint | 0 | 9 | 2 | 3 | 6 | 0.065 |" in lines

@@ -1,5 +1,6 @@
 """Tables of an APT experiment run (run.py): success per split and variant with its spread over seeds, the
-wrong-target rate, how much each policy reads its instruction, and what each stage cost.
+wrong-target rate, success over all splits with paired comparisons against APT (episode by episode, where
+the per-episode outcomes are stored), how much each policy reads its instruction, and what each stage cost.
 
     python results/apt/summarize.py configs/experiments/apt_grounded.yaml [--root RUN_ROOT]
 
@@ -12,6 +13,7 @@ run: cells not run yet show as "-".
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import shutil
@@ -19,12 +21,13 @@ import statistics
 from pathlib import Path
 
 import yaml
+from scipy.stats import binomtest
 
 from vlm2vla.evaluation.metrics import wilson_interval
 from vlm2vla.fileio import atomic_write_json
 
 KEEP = {"train": ("config.yaml", "manifest.json"), "train/stage1": ("config.yaml", "manifest.json"),
-        "eval": ("results.json", "per_task.csv"), ".": ("language_use.json",)}
+        "eval": ("results.json", "per_task.csv", "episodes.csv"), ".": ("language_use.json",)}
 
 
 def _json(path: Path) -> dict | None:
@@ -56,6 +59,56 @@ def _success_cell(stats: list[dict]) -> str:
     wrong = statistics.mean(s["wrong_target_rate"] for s in stats)
     return (f"{_spread([s['success_rate'] for s in stats])} ({k}/{n} [{_pct(low)}-{_pct(high)}]); "
             f"wrong {_pct(wrong)}")
+
+
+def _outcomes(path: Path) -> dict[tuple[str, str, str], bool] | None:
+    """Per-episode success from an evaluation's episodes.csv, keyed by (task, split, episode)."""
+    if not path.is_file():
+        return None
+    with path.open(newline="") as f:
+        return {(r["task"], r["split"], r["episode"]): r["success"] == "True" for r in csv.DictReader(f)}
+
+
+def overall_lines(head: str, variants: list[str], seeds: list[int], cells: dict) -> list[str]:
+    """Success over all splits per seed, pooled [Wilson], mean ± sd; then each variant against `apt` on the
+    episodes both were evaluated on (seeds whose episodes.csv is stored): discordant pairs and an exact
+    McNemar test (two-sided binomial on the discordant pairs)."""
+    lines = [f"### {head}: all splits together", "", "| variant | " + " | ".join(f"seed {s}" for s in seeds)
+             + " | pooled [95% Wilson] | mean ± sd over seeds |", "| --- |" + " --- |" * (len(seeds) + 2)]
+    for variant in variants:
+        stats = {s: cells[head, variant, s]["results"]["overall"] for s in seeds if (head, variant, s) in cells}
+        if not stats:
+            continue
+        k, n = sum(x["successes"] for x in stats.values()), sum(x["n"] for x in stats.values())
+        low, high = wilson_interval(k, n)
+        per_seed = [f"{stats[s]['successes']}/{stats[s]['n']}" if s in stats else "-" for s in seeds]
+        lines.append(f"| {variant} | " + " | ".join(per_seed) + f" | {k}/{n} = {_pct(k / n)} [{_pct(low)}-"
+                     f"{_pct(high)}] | {_spread([x['success_rate'] for x in stats.values()])} |")
+    if "apt" not in variants:
+        return lines + [""]
+    lines += ["", f"Paired with apt ({head}): episodes only apt succeeded on vs only the other variant, over the "
+              "seeds with stored per-episode outcomes; p = exact McNemar.", "",
+              "| variant | seeds | apt only | other only | both | neither | p |", "| --- | --- | --- | --- | --- | "
+              "--- | --- |"]
+    for variant in variants:
+        if variant == "apt":
+            continue
+        counts, used = [0, 0, 0, 0], []
+        for seed in seeds:
+            ours, theirs = (cells.get((head, v, seed), {}).get("episodes") for v in ("apt", variant))
+            if not ours or not theirs:
+                continue
+            used.append(seed)
+            for key in ours.keys() & theirs.keys():
+                a, b = ours[key], theirs[key]
+                counts[0 if a and not b else 1 if b and not a else 2 if a else 3] += 1
+        if not used:
+            continue
+        only_apt, only_other = counts[:2]
+        p = binomtest(only_apt, only_apt + only_other).pvalue if only_apt + only_other else 1.0
+        lines.append(f"| {variant} | {','.join(map(str, used))} | {only_apt} | {only_other} | {counts[2]} | "
+                     f"{counts[3]} | {p:.3f} |")
+    return lines + [""]
 
 
 def _samples_per_s(manifest: dict | None) -> str:
@@ -170,6 +223,7 @@ def main() -> Path:
                         "results": _json(stored / "eval" / "results.json"),
                         "language": _json(stored / "language_use.json"),
                         "train": _json(stored / "train" / "manifest.json"),
+                        "episodes": _outcomes(stored / "eval" / "episodes.csv"),
                         "stage1": _json(stored / "train" / "stage1" / "manifest.json")}
     started = min((c["train"]["created"][:10] for c in cells.values() if c["train"]), default="not started")
     collect = _json(out / "collect_report.json")
@@ -196,6 +250,9 @@ def main() -> Path:
                                   if split in cells[head, variant, s]["results"]["per_split"]]) for split in splits]
             lines.append(f"| {variant} | {','.join(map(str, done)) or '-'} | " + " | ".join(row) + " |")
         lines.append("")
+    lines += ["## All splits together", ""]
+    for head in heads:
+        lines += overall_lines(head, variants, seeds, cells)
     lines += ["## Does the policy read the instruction?", "",
               "swap = mean |action difference| when the canonical instruction names another candidate (same "
               "noise), over the noise spread (two noise draws, true instruction); 0 = language-blind. "
