@@ -188,15 +188,14 @@ def first_difference_on_disk(folder: Path, model: nn.Module, rtol: float = 1e-3,
     names = {name: h for h in handles for name in h.keys()}
     if not files or not set(names) <= set(own):
         return None
-    untied = {n for n in own if n not in names and not _tied_elsewhere(model, n, names)}
+    untied = {n for n in own if n not in names and not _tied_elsewhere(own, n, names)}
     if untied:
         return f"different weights: {sorted(untied)[:3]} only in this run's model"
     return next((d for name, h in names.items()
                  if (d := _tensor_difference(name, h.get_tensor(name), own[name], rtol, atol))), "")
 
 
-def _tied_elsewhere(model: nn.Module, name: str, saved: dict) -> bool:
-    """Whether parameter `name` shares its storage with a parameter saved under another name."""
-    tensor = model.state_dict()[name]
-    return any(other in saved for other, t in model.state_dict().items()
-               if other != name and t.data_ptr() == tensor.data_ptr())
+def _tied_elsewhere(state: dict[str, torch.Tensor], name: str, saved: dict) -> bool:
+    """Whether weight `name` of a state dict shares its storage with one saved under another name."""
+    pointer = state[name].data_ptr()
+    return any(other in saved for other, t in state.items() if other != name and t.data_ptr() == pointer)

@@ -100,7 +100,7 @@ def build_optimizer(model: torch.nn.Module, optim: OptimConfig,
         groups.setdefault((decays(n, p), scale(n)), []).append(p)
     # Decayed first, then the rest, then the scaled groups: a checkpoint's optimizer state lists its groups
     # in this order, so runs without scales keep the layout earlier checkpoints were saved with.
-    order = sorted(groups, key=lambda key: (not key[0], key[1] != 1.0, key[1]))
+    order = sorted(groups, key=lambda key: (key[1] != 1.0, not key[0], key[1]))
     return torch.optim.AdamW(
         [{"params": groups[key], "weight_decay": optim.weight_decay if key[0] else 0.0, "lr": optim.lr * key[1]}
          for key in order], lr=optim.lr, betas=tuple(optim.betas))
