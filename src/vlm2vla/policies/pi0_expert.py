@@ -61,7 +61,8 @@ def text_rotary(backbone: Any) -> nn.Module | None:
     return text[0] if text else None
 
 
-def rotary_tables(backbone: Any, positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_tables(backbone: Any, positions: torch.Tensor, head_dim: int, module: nn.Module | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin of the VLM's own rotary embedding at `positions`, so expert and prefix keys agree.
 
     Uses `text_rotary`; falls back to standard RoPE with the text config's rope_theta when there is none.
@@ -71,11 +72,12 @@ def rotary_tables(backbone: Any, positions: torch.Tensor, head_dim: int) -> tupl
         positions: [B, T] integer positions, or the [3, B, T] of a multimodal RoPE (Qwen2-VL's M-RoPE),
             as the VLM numbers its own tokens.
         head_dim: per-head width.
+        module: `text_rotary(backbone)` when the caller has it already (it walks every module).
 
     Returns:
         cos, sin: [B, T, head_dim] float32.
     """
-    module = text_rotary(backbone)
+    module = module or text_rotary(backbone)
     if module is not None:
         probe = torch.zeros(1, device=positions.device, dtype=torch.float32)
         cos, sin = module(probe, positions)
@@ -221,8 +223,9 @@ class Pi0Expert(FlowMatchingExpert):
         n = self.tokens.num_state_tokens + self.config.chunk_size
         start = self._start_positions(prefix, prefix_positions, device)
         positions = start[:, None] + torch.arange(n, device=device)
-        fused = self._fuse(backbone, cache, out.hidden_states, prefix_positions) if self.fusion is not None else {}
-        rotary = rotary_tables(backbone, positions, self.dims.head_dim)
+        fused = self._fuse(backbone, cache, out.hidden_states, prefix_positions, recorded.module) \
+            if self.fusion is not None else {}
+        rotary = rotary_tables(backbone, positions, self.dims.head_dim, recorded.module)
         return {"kv": kv, "fused": fused, "keep": keep, "rotary": rotary}
 
     def _start_positions(self, prefix: Prefix, prefix_positions: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -244,8 +247,8 @@ class Pi0Expert(FlowMatchingExpert):
         anchor = torch.where(language.any(dim=1), first, start)
         return anchor + self.config.max_prompt_length
 
-    def _fuse(self, backbone: Any, cache: Any, hidden: tuple[torch.Tensor, ...], prefix_positions: torch.Tensor
-              ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    def _fuse(self, backbone: Any, cache: Any, hidden: tuple[torch.Tensor, ...], prefix_positions: torch.Tensor,
+              rotary: nn.Module | None) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """Keys/values of each inserted layer: g * (VLM K/V) + (1 - g) * projected hidden state.
 
         The projected keys are rotated at the positions the VLM gave the prefix rows before mixing, so both
@@ -253,7 +256,7 @@ class Pi0Expert(FlowMatchingExpert):
         """
         kv_heads, head_dim = self.dims.num_key_value_heads, self.dims.head_dim
         b, length = hidden[0].shape[:2]
-        cos, sin = rotary_tables(backbone, prefix_positions.to(hidden[0].device), head_dim)
+        cos, sin = rotary_tables(backbone, prefix_positions.to(hidden[0].device), head_dim, rotary)
         fused = {}
         for k, (pos, slot) in enumerate(self.inserted_slots):
             layer = cache.layers[slot.vlm_layer]

@@ -213,9 +213,9 @@ def train_policy(cfg: TrainPolicyConfig, run: Run, stop_after: int | None = None
                 return {**result, "apt_stage": 1}
             gc.collect()  # the stage-1 session (model, optimizer, loader workers, frame cache) is gone
         if stop_after is not None:
-            if stop_after <= cfg.apt.stage1_steps:
-                return {"step": cfg.apt.stage1_steps, "stopped_early": True, "apt_stage": 1}
-            stop_after -= cfg.apt.stage1_steps
+            if stop_after <= prior_cfg.optim.max_steps:
+                return {"step": prior_cfg.optim.max_steps, "stopped_early": True, "apt_stage": 1}
+            stop_after -= prior_cfg.optim.max_steps
         prior = prior_dir / "policy"
         cfg = replace(cfg, apt=replace(cfg.apt, stage1_steps=0, stage1=str(prior)))
         if not cfg.apt.freeze_vlm:  # stage 1 trained the VLM: stage 2 goes on from that VLM
