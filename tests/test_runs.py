@@ -1,5 +1,5 @@
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -34,6 +34,33 @@ def test_resume_requires_same_config(tmp_path):
         Run.open(tmp_path / "r", "collect", Cfg())
     fresh = Run.open(tmp_path / "r", "eval", Cfg(lr=0.2), overwrite=True)
     assert "resumed" not in fresh.manifest
+
+
+@dataclass(frozen=True)
+class Inner:
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class CfgWithNewFields:
+    run_dir: str = "x"
+    lr: float = 0.1
+    gate_lr_scale: float = 1.0
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_a_field_added_after_the_run_started_resumes_at_its_default_only(tmp_path):
+    Run.open(tmp_path / "r", "eval", Cfg())  # saved before the code grew two fields
+    again = Run.open(tmp_path / "r", "eval", CfgWithNewFields())
+    assert again.manifest["resumed"] == 1
+    with pytest.raises(ConfigError, match="gate_lr_scale: None -> 30.0"):
+        Run.open(tmp_path / "r", "eval", CfgWithNewFields(gate_lr_scale=30.0))
+    with pytest.raises(ConfigError, match=r"inner: None -> \{'scale': 2.0\}"):
+        Run.open(tmp_path / "r", "eval", CfgWithNewFields(inner=Inner(scale=2.0)))
+    # a field the code dropped is still a difference: nothing says the old value was harmless
+    Run.open(tmp_path / "s", "eval", CfgWithNewFields())
+    with pytest.raises(ConfigError, match="gate_lr_scale: 1.0 -> None"):
+        Run.open(tmp_path / "s", "eval", Cfg())
 
 
 def test_failure_is_recorded(tmp_path):

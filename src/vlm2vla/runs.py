@@ -69,7 +69,7 @@ class Run:
                 "stage"), run_dir, manifest.get("error", manifest.get("status")))
             manifest = None
         if manifest is not None:
-            _check_resumable(run_dir, manifest, stage, config_to_dict(cfg))
+            _check_resumable(run_dir, manifest, stage, config_to_dict(cfg), _defaults(cfg))
             manifest["resumed"] = manifest.get("resumed", 0) + 1
             log.info("Resuming %s run in %s", stage, run_dir)
         else:
@@ -162,13 +162,22 @@ def git_commit() -> str | None:
     return sha + ("+dirty" if dirty else "")
 
 
-def _check_resumable(run_dir: Path, manifest: dict, stage: str, new_config: dict) -> None:
+def _defaults(cfg: Any) -> dict | None:
+    """The config class's defaults as a dict, or None when it cannot be built without arguments."""
+    try:
+        return config_to_dict(type(cfg)())
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_resumable(run_dir: Path, manifest: dict, stage: str, new_config: dict,
+                     defaults: dict | None = None) -> None:
     if manifest.get("stage") != stage:
         raise ConfigError(
             f"{run_dir} holds a '{manifest.get('stage')}' run, not '{stage}'. Choose another run_dir."
         )
     old = manifest.get("config", {})
-    diffs = _diff(old, new_config)
+    diffs = _diff(old, new_config, defaults)
     if diffs:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:5])
         raise ConfigError(
@@ -177,13 +186,26 @@ def _check_resumable(run_dir: Path, manifest: dict, stage: str, new_config: dict
         )
 
 
-def _diff(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+_ABSENT = object()
+
+
+def _diff(old: Any, new: Any, default: Any = None, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """The (dotted key, old, new) pairs that differ. A key the saved config lacks counts as equal when
+    the new value is the field's default: a field added to the code after the run started, at the value
+    that reproduces the old behaviour, must not make every earlier run unresumable."""
     if isinstance(old, dict) and isinstance(new, dict):
+        default = default if isinstance(default, dict) else {}
         out = []
         for key in sorted(set(old) | set(new)):
-            out.extend(_diff(old.get(key), new.get(key), f"{prefix}{key}."))
+            out.extend(_diff(old.get(key, _ABSENT), new.get(key, _ABSENT), default.get(key, _ABSENT),
+                             f"{prefix}{key}."))
         return out
-    return [] if old == new else [(prefix.rstrip("."), old, new)]
+    if old is _ABSENT and new is not _ABSENT and default is not _ABSENT and new == default:
+        return []
+    if old == new:
+        return []
+    shown = [None if v is _ABSENT else v for v in (old, new)]
+    return [(prefix.rstrip("."), *shown)]
 
 
 def _now() -> str:
