@@ -166,7 +166,7 @@ def _defaults(cfg: Any) -> dict | None:
     """The config class's defaults as a dict, or None when it cannot be built without arguments."""
     try:
         return config_to_dict(type(cfg)())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OSError):  # required fields, or a check in __post_init__
         return None
 
 
