@@ -77,7 +77,8 @@ def rotary_tables(backbone: Any, positions: torch.Tensor, head_dim: int, module:
     Returns:
         cos, sin: [B, T, head_dim] float32.
     """
-    module = module or text_rotary(backbone)
+    if module is None:  # not `or`: a module's truth value is its length when it defines one
+        module = text_rotary(backbone)
     if module is not None:
         probe = torch.zeros(1, device=positions.device, dtype=torch.float32)
         cos, sin = module(probe, positions)
